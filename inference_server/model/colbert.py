@@ -1,0 +1,94 @@
+"""MotionColBert: text tokens and motion patches in one d-dimensional space, scored by MaxSim."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference_server.maxsim import POOLINGS, pooled_scores
+from inference_server.model.loss import INIT_LOGIT_SCALE, contrastive_loss, total_loss
+from inference_server.model.motion import MotionEncoder
+from inference_server.model.presets import Preset
+from inference_server.model.text import TextEncoder
+
+
+@dataclass
+class ModelConfig:
+    """Every architecture choice; stored in the checkpoint's config.json under "model"."""
+    preset: dict                        # Preset.to_dict() (with any overrides applied)
+    part_channels: list[list[int]]      # channel indices of each of the 14 body parts
+    pooling: str = "maxsim"
+    mask_punctuation: bool = False
+    mlm_weight: float = 0.2
+    mlm_captions: int = 16              # the MLM loss uses the first N captions of a batch
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def dim(self) -> int:
+        return int(self.preset["dim"])
+
+
+class MotionColBert(nn.Module):
+    def __init__(self, text: TextEncoder, motion: MotionEncoder, config: ModelConfig):
+        super().__init__()
+        if config.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {config.pooling!r}; choose one of {POOLINGS}")
+        self.config = config
+        self.text = text
+        self.motion = motion
+        self.text_proj = nn.Linear(text.hidden_size, config.dim)
+        self.motion_proj = nn.Linear(motion.width, config.dim)
+        self.log_scale = nn.Parameter(torch.tensor(INIT_LOGIT_SCALE))
+
+    @classmethod
+    def build(cls, preset: Preset, part_channels: list[list[int]], pooling: str = "maxsim",
+              pretrained: bool | str = False, allow_download: bool = False, mask_punctuation: bool = False,
+              mlm_weight: float = 0.2, mlm_captions: int = 16) -> "MotionColBert":
+        """A fresh model: the text model's own weights (always), ViT weights only if `pretrained`."""
+        text = TextEncoder.pretrained(preset.text_model, allow_download=allow_download,
+                                      max_tokens=preset.max_text_tokens, mask_punctuation=mask_punctuation)
+        motion = MotionEncoder(preset.vit, part_channels, preset.vit_overrides, preset.drop_path,
+                               pretrained=pretrained, pretrained_tag=preset.vit_pretrained_tag)
+        config = ModelConfig(preset.to_dict(), part_channels, pooling, mask_punctuation, mlm_weight, mlm_captions)
+        return cls(text, motion, config)
+
+    @property
+    def pooling(self) -> str:
+        return self.config.pooling
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """-> (B, L, d) L2-normalised token vectors (all positions; mask them with valid_mask)."""
+        return F.normalize(self.text_proj(self.text(input_ids, attention_mask)).float(), dim=-1)
+
+    def encode_motion(self, angles: torch.Tensor) -> torch.Tensor:
+        """(B, 224, 29) normalised angles -> (B, 196, d) L2-normalised patch vectors."""
+        return F.normalize(self.motion_proj(self.motion(angles)).float(), dim=-1)
+
+    def scores(self, text: torch.Tensor, valid_mask: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        return pooled_scores(text, motion, valid_mask, self.pooling)
+
+    def forward(self, angles, input_ids, attention_mask, valid_mask,
+                mlm_input_ids=None, mlm_attention_mask=None, mlm_labels=None) -> dict:
+        """One training step's losses; everything goes through forward so DDP sees all parameters."""
+        text = self.encode_text(input_ids, attention_mask)
+        motion = self.encode_motion(angles)
+        contrastive = contrastive_loss(self.scores(text, valid_mask, motion), self.log_scale)
+        mlm = None
+        if mlm_input_ids is not None and self.config.mlm_weight > 0:
+            mlm = self.text.mlm_loss(mlm_input_ids, mlm_attention_mask, mlm_labels)
+        loss = total_loss(contrastive, mlm, self.config.mlm_weight)
+        return {"loss": loss, "contrastive": contrastive.detach(),
+                "mlm": None if mlm is None else mlm.detach()}
+
+    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Named parameters by learning-rate group: motion encoder, text encoder, heads."""
+        groups = {"motion": [], "text": [], "heads": []}
+        for name, param in self.named_parameters():
+            key = "motion" if name.startswith("motion.") else "text" if name.startswith("text.") else "heads"
+            groups[key].append((name, param))
+        return groups
