@@ -75,6 +75,7 @@ class Server:
         self._stop = threading.Event()
         self.ready = threading.Event()
         self.address: str | None = None  # the endpoint actually bound (resolves a "*" port)
+        self.answered = 0  # replies sent
 
     def stop(self) -> None:
         """Ask the loop to finish; safe from a signal handler or another thread."""
@@ -84,6 +85,7 @@ class Server:
         context = zmq.Context()
         socket = self._open_socket(context)
         try:
+            log.info("listening on %s%s", self.address, " (CurveZMQ)" if self._curve_keys else "")
             self.ready.set()
             while not self._stop.is_set():
                 if socket.poll(100, zmq.POLLIN):
@@ -186,8 +188,8 @@ class Server:
         socket.send_multipart(item.envelope + encode_error(request_id, error.code, error.message))
         self._log(item, f"{error.code}: {error.message[:200]}")
 
-    @staticmethod
-    def _log(item: _Incoming, outcome: str) -> None:
+    def _log(self, item: _Incoming, outcome: str) -> None:
+        self.answered += 1
         op = item.request.op if item.request is not None else "?"
         request_id = item.request.id if item.request is not None else item.error.request_id
         milliseconds = (time.perf_counter() - item.received) * 1000

@@ -1,0 +1,266 @@
+"""Engine: the six wire ops (INTERFACES.md section 2) over a Retriever and a MotionIndex.
+
+Each op returns `(result: dict, arrays: dict[str, np.ndarray])` exactly as the wire carries
+them and raises bridge.protocol.ProtocolError(code, message) for requests it refuses
+(bad_request, not_found). The server adds only framing; in-process callers (benchmarks,
+`t2m search --index`) get the same answers.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from bridge.protocol import BAD_REQUEST, DEFAULT_K, MAX_K, MAX_TEXT_CHARS, NOT_FOUND, PROTOCOL_VERSION, ProtocolError
+from inference_server.errors import DataError
+from inference_server.jami import BAND, FPS, FRAMES, PART_NAMES
+from inference_server.maxsim import pooled_scores, token_patch_relevance
+from inference_server.motion import Motion
+
+DESCRIBE_K = 5
+MAX_DESCRIBE_FRAMES = 20 * 60 * 120  # two minutes at 120 fps
+MAX_FPS = 1000.0
+# Caption-bank rows scored at once by describe (bounds the (rows, tokens, 196) similarity block).
+_BANK_CHUNK = 2048
+
+
+class Engine:
+    """The ops of the wire without the wire.
+
+    retriever: a loaded Retriever; index: a MotionIndex built with the same checkpoint.
+    searcher: where text and motion queries are ranked; default the index itself. Anything
+        with `search_batch(queries, k) -> list[list[Hit]]` over the index's rows (e.g. the
+        Qdrant backend) can stand in.
+    """
+
+    def __init__(self, retriever, index, searcher=None):
+        self.retriever = retriever
+        self.index = index
+        self.searcher = searcher if searcher is not None else index
+        self._bank = CaptionBank.build(retriever, index)
+
+    # ---------------------------------------------------------------- ops
+
+    def info(self) -> tuple[dict, dict]:
+        model = {"name": self.retriever.name, "fingerprint": self.retriever.fingerprint,
+                 "dim": self.retriever.dim, "pooling": self.retriever.pooling}
+        result = {"protocol": PROTOCOL_VERSION, "model": model,
+                  "library": {"motions": len(self.index), "captions": len(self._bank)},
+                  "device": str(self.retriever.device)}
+        return result, {}
+
+    def search(self, text, k=DEFAULT_K) -> tuple[dict, dict]:
+        outcome = self.search_many([(text, k)])[0]
+        if isinstance(outcome, ProtocolError):
+            raise outcome
+        return outcome
+
+    def search_many(self, queries: list[tuple]) -> list:
+        """Several (text, k) searches with one text-encoder call: micro-batching for the server.
+
+        Returns, per query, either (result, arrays) or the ProtocolError refusing it.
+        """
+        outcomes: list = [None] * len(queries)
+        valid = []
+        for position, (text, k) in enumerate(queries):
+            try:
+                valid.append((position, check_text(text), check_k(k)))
+            except ProtocolError as error:
+                outcomes[position] = error
+        embeddings = self._embed([text for _, text, _ in valid])
+        embedded = [(position, k, emb) for (position, _, k), emb in zip(valid, embeddings)]
+        for position, _, emb in embedded:
+            if isinstance(emb, ProtocolError):
+                outcomes[position] = emb
+        ready = [(position, k, emb) for position, k, emb in embedded if not isinstance(emb, ProtocolError)]
+        if ready:
+            largest = max(k for _, k, _ in ready)
+            hit_lists = self.searcher.search_batch([emb for _, _, emb in ready], largest)
+            for (position, k, emb), hits in zip(ready, hit_lists):
+                outcomes[position] = ({"results": self._results(hits[:k]), "tokens": list(emb.tokens)}, {})
+        return outcomes
+
+    def explain(self, text, motion_id) -> tuple[dict, dict]:
+        text = check_text(text)
+        row = self._row(motion_id)
+        embedding = self._embed_one(text)
+        relevance = token_patch_relevance(torch.from_numpy(embedding.vectors),
+                                          torch.from_numpy(self._patches(row))).numpy()
+        windows = motion_windows(self.index.meta(row)["duration"])
+        result = {"tokens": list(embedding.tokens), "parts": list(PART_NAMES),
+                  "window_seconds": BAND / FPS}
+        return result, {"relevance": np.ascontiguousarray(relevance[:, :, :windows], dtype=np.float32)}
+
+    def motion(self, motion_id) -> tuple[dict, dict]:
+        motion = self.index.motion(self._row(motion_id))
+        result = {"joints": list(motion.skeleton.names), "parents": [int(p) for p in motion.skeleton.parents],
+                  "fps": float(motion.fps), "up": "Y"}
+        arrays = {"positions": np.ascontiguousarray(motion.positions, dtype=np.float32)}
+        if motion.rotations is not None:
+            arrays["rotations"] = np.ascontiguousarray(motion.rotations, dtype=np.float32)
+        return result, arrays
+
+    def describe(self, motion_id=None, positions=None, fps=None, k=DESCRIBE_K) -> tuple[dict, dict]:
+        k = check_k(k)
+        if (motion_id is None) == (positions is None):
+            raise ProtocolError(BAD_REQUEST, "describe needs either motion_id or the array positions (with fps)")
+        if motion_id is not None:
+            if fps is not None:
+                raise ProtocolError(BAD_REQUEST, "fps goes with the array positions, not with motion_id")
+            patches = self._patches(self._row(motion_id))
+        else:
+            patches = self.retriever.embed_motions([_motion_from_wire(positions, fps)])[0]
+        return {"captions": self._bank.rank(patches, k)}, {}
+
+    def similar(self, motion_id, k=DEFAULT_K) -> tuple[dict, dict]:
+        k = check_k(k)
+        row = self._row(motion_id)
+        hits = self.searcher.search_batch([self._patches(row)], k + 1)[0]
+        hits = [hit for hit in hits if hit.row != row][:k]
+        return {"results": self._results(hits), "tokens": []}, {}
+
+    # ---------------------------------------------------------------- helpers
+
+    def _row(self, motion_id) -> int:
+        if not isinstance(motion_id, str):
+            raise ProtocolError(BAD_REQUEST, f"motion_id must be a string, not {type(motion_id).__name__}")
+        try:
+            return self.index.row(motion_id)
+        except KeyError:
+            raise ProtocolError(NOT_FOUND, f"no motion {motion_id[:200]!r} in the library") from None
+
+    def _patches(self, row: int) -> np.ndarray:
+        return np.ascontiguousarray(self.index.patches(row), dtype=np.float32)
+
+    def _results(self, hits) -> list[dict]:
+        results = []
+        for hit in hits:
+            meta = self.index.meta(hit.row)
+            results.append({"motion_id": meta["motion_id"], "name": meta["name"], "score": float(hit.score),
+                            "duration": float(meta["duration"]), "captions": motion_captions(meta)})
+        return results
+
+    def _embed(self, texts: list[str]) -> list:
+        """TextEmbedding per text, or a bad_request ProtocolError for a text the encoder refuses."""
+        if not texts:
+            return []
+        try:
+            return self.retriever.embed_texts(texts)
+        except DataError:
+            return [self._embed_or_error(text) for text in texts]  # find which text failed
+
+    def _embed_or_error(self, text: str):
+        try:
+            return self._embed_one(text)
+        except ProtocolError as error:
+            return error
+
+    def _embed_one(self, text: str):
+        try:
+            return self.retriever.embed_texts([text])[0]
+        except DataError as error:
+            raise ProtocolError(BAD_REQUEST, str(error)) from None
+
+
+class CaptionBank:
+    """The library's captions and label texts with their token vectors, for describe.
+
+    Embedded once at start-up; stored padded (rows, longest, d) with a token mask so that
+    one motion is scored against every caption in a few batched calls.
+    """
+
+    def __init__(self, texts: list[str], vectors: torch.Tensor, mask: torch.Tensor, pooling: str):
+        self.texts, self.vectors, self.mask, self.pooling = texts, vectors, mask, pooling
+
+    @classmethod
+    def build(cls, retriever, index) -> CaptionBank:
+        texts = list(dict.fromkeys(text for row in range(len(index))
+                                   for text in motion_captions(index.meta(row)) if text.strip()))
+        embeddings = _embed_skipping_empty(retriever, texts)
+        texts = [text for text, emb in zip(texts, embeddings) if emb is not None]
+        embeddings = [emb for emb in embeddings if emb is not None]
+        longest = max((len(emb.tokens) for emb in embeddings), default=1)
+        vectors = torch.zeros((len(texts), longest, retriever.dim), dtype=torch.float32)
+        mask = torch.zeros((len(texts), longest), dtype=torch.bool)
+        for row, emb in enumerate(embeddings):
+            vectors[row, :len(emb.vectors)] = torch.from_numpy(emb.vectors)
+            mask[row, :len(emb.vectors)] = True
+        device = retriever.device
+        return cls(texts, vectors.to(device), mask.to(device), retriever.pooling)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @torch.no_grad()
+    def rank(self, patches: np.ndarray, k: int) -> list[dict]:
+        """The k captions scoring highest against one motion's (196, d) patches."""
+        if not self.texts:
+            return []
+        doc = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).to(self.vectors.device)[None]
+        scores = torch.cat([
+            pooled_scores(self.vectors[start:start + _BANK_CHUNK], doc, self.mask[start:start + _BANK_CHUNK],
+                          pooling=self.pooling)[:, 0]
+            for start in range(0, len(self.texts), _BANK_CHUNK)])
+        top = torch.topk(scores, min(k, len(self.texts)))
+        return [{"text": self.texts[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def _embed_skipping_empty(retriever, texts: list[str]) -> list:
+    """Embeddings in order; None for a text without word tokens (e.g. only punctuation)."""
+    try:
+        return retriever.embed_texts(texts)
+    except DataError:
+        results = []
+        for text in texts:
+            try:
+                results.append(retriever.embed_texts([text])[0])
+            except DataError:
+                results.append(None)
+        return results
+
+
+# ---------------------------------------------------------------- validation and small facts
+
+def check_text(text) -> str:
+    if not isinstance(text, str):
+        raise ProtocolError(BAD_REQUEST, f"text must be a string, not {type(text).__name__}")
+    if not text.strip():
+        raise ProtocolError(BAD_REQUEST, "text is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(BAD_REQUEST, f"text of {len(text)} characters exceeds the limit of {MAX_TEXT_CHARS}")
+    return text
+
+
+def check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ProtocolError(BAD_REQUEST, f"k must be an integer from 1 to {MAX_K}, not {k!r}")
+    return k
+
+
+def motion_windows(duration: float) -> int:
+    """Time windows of the JAMI a motion fills: ceil(min(frames at 20 fps, 224) / 16), >= 1."""
+    frames = max(1, int(round(duration * FPS)))
+    return max(1, math.ceil(min(frames, FRAMES) / BAND))
+
+
+def motion_captions(meta: dict) -> list[str]:
+    """A motion's captions; when it has none, its labels as text ("wave left hand, elderly")."""
+    captions = [str(caption) for caption in meta.get("captions") or []]
+    if captions:
+        return captions
+    labels = meta.get("labels") or {}
+    words = [str(value).replace("-", " ").replace("_", " ") for value in labels.values() if value]
+    return [", ".join(words)] if words else []
+
+
+def _motion_from_wire(positions, fps) -> Motion:
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
+        raise ProtocolError(BAD_REQUEST, f"fps must be a number in (0, {MAX_FPS:g}] with positions, not {fps!r}")
+    positions = np.asarray(positions)
+    if positions.ndim != 3 or positions.shape[1:] != (22, 3) or not 1 <= positions.shape[0] <= MAX_DESCRIBE_FRAMES:
+        raise ProtocolError(BAD_REQUEST, f"positions must be (T, 22, 3) SMPL-22 joints with 1 <= T <= "
+                                         f"{MAX_DESCRIBE_FRAMES}, got {tuple(positions.shape)}")
+    if positions.dtype.kind != "f" or not np.isfinite(positions).all():
+        raise ProtocolError(BAD_REQUEST, "positions must be finite floating-point numbers (metres, Y-up)")
+    return Motion.smpl22(positions.astype(np.float32), float(fps))
