@@ -49,7 +49,9 @@ L_FOOT, R_FOOT, NECK, L_COLLAR, R_COLLAR, HEAD, L_SHOULDER, R_SHOULDER = range(1
 L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = range(18, 22)
 
 _MIN_LENGTH = 1e-4      # metres: shorter segments have no direction
-_MIN_PELVIS_UP = 0.02   # metres: a shorter pelvis->hip-midpoint offset is too noisy to use
+# metres: a shorter pelvis->hip-midpoint offset gives no usable up vector. Pelvis and hips
+# are rigid in FK data (SMPL, BVH; the Bandai rig has 2.2 cm), so a small offset is exact.
+_MIN_PELVIS_UP = 0.005
 _MIN_TWIST_ARM = 0.1    # sine of the bend below which the twist reference is unusable
 _WORLD_FROM_ISB = (2, 1, 0)  # world axes (z, y, x) giving ISB (forward, up, right) ...
 _WORLD_SIGN = np.array([1.0, 1.0, -1.0])  # ... right = -x for a body facing +Z
@@ -190,9 +192,12 @@ def _leg(p, pelvis, hip, knee, ankle, foot, side: float) -> np.ndarray:
     thigh = _unit(_local(pelvis, p[:, knee] - p[:, hip], side))
     shank = _unit(_local(pelvis, p[:, ankle] - p[:, knee], side))
     foot_dir = _unit(_local(pelvis, p[:, foot] - p[:, ankle], side))
-    # Shank (backward when the knee bends) and foot (forward when it does not) together
-    # give a twist reference that stays defined for a straight leg.
-    hip_angles = _swing_twist(thigh, np.nan_to_num(foot_dir) - np.nan_to_num(shank))
+    # Twist reference: the shank swings backward as the knee bends; for a straight knee
+    # the foot (pointing forward) takes over, weighted by the cosine of the knee angle
+    # so that a pointed foot under a bent knee cannot flip the reference.
+    straightness = np.clip(_dot(thigh, shank), 0.0, 1.0)
+    reference = np.nan_to_num(straightness)[:, None] * np.nan_to_num(foot_dir) - np.nan_to_num(shank)
+    hip_angles = _swing_twist(thigh, reference)
     knee_flexion = _segment_angle(thigh, shank)
     ankle_angle = _segment_angle(shank, foot_dir) - 90.0
     return np.column_stack([hip_angles, knee_flexion, ankle_angle])
