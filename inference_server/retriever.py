@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference_server.angles import motion_angles
-from inference_server.errors import DataError
-from inference_server.jami import FRAMES, NUM_PATCHES, AngleStats, crop_or_pad
+from inference_server.errors import DataError, T2MError
+from inference_server.jami import FRAMES, NUM_PATCHES, AngleStats, jami_input
 from inference_server.maxsim import pooled_scores
 from inference_server.model.checkpoint import load_model
 
@@ -28,14 +27,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError(f"device {device!r} requested but CUDA is not available")
+        raise T2MError(f"device {device!r} requested but CUDA is not available")
     return torch.device(device)
-
-
-def motion_input(angles: np.ndarray, stats: AngleStats, rng: np.random.Generator | None = None) -> np.ndarray:
-    """(T, 29) raw angles at 20 fps -> (224, 29) z-scored, cropped (random if rng) or zero-padded."""
-    window, _ = crop_or_pad(stats.normalize(angles), rng)
-    return np.ascontiguousarray(window, dtype=np.float32)
 
 
 class Retriever:
@@ -43,8 +36,9 @@ class Retriever:
         self.model = model.to(device).eval()
         self.device = device
         self.path = None if path is None else Path(path)
-        self.name: str = model.checkpoint_config.get("name", "motioncolbert")
-        self.fingerprint: str = model.fingerprint
+        # a model straight from the trainer has no checkpoint yet: no name or fingerprint
+        self.name: str = getattr(model, "checkpoint_config", {}).get("name", "motioncolbert")
+        self.fingerprint: str = getattr(model, "fingerprint", "")
         self.dim: int = model.config.dim
         self.pooling: str = model.pooling
 
@@ -74,7 +68,7 @@ class Retriever:
 
     def motion_inputs(self, motions: list) -> np.ndarray:
         """Motions -> (N, 224, 29) model inputs (first 224 frames at 20 fps, normalised, padded)."""
-        return np.stack([motion_input(motion_angles(m), self.angles_stats) for m in motions]) \
+        return np.stack([jami_input(m, self.angles_stats)[0] for m in motions]) \
             if motions else np.zeros((0, FRAMES, len(self.angles_stats.mean)), np.float32)
 
     def embed_motions(self, motions: list, batch_size: int = 64) -> np.ndarray:
