@@ -70,12 +70,12 @@ def joint_angles(positions: np.ndarray) -> np.ndarray:
         torso = _torso_frame(positions)
         out[:, 0:3] = _root(positions)
         out[:, 3:6] = _pelvis_euler(pelvis)
-        out[:, [6, 7, 8, 12, 14]] = _leg(positions, pelvis, R_HIP, R_KNEE, R_ANKLE, R_FOOT, side=1.0)
-        out[:, [9, 10, 11, 13, 15]] = _leg(positions, pelvis, L_HIP, L_KNEE, L_ANKLE, L_FOOT, side=-1.0)
+        legs = _legs(positions, pelvis)
+        out[:, [6, 7, 8, 12, 14]], out[:, [9, 10, 11, 13, 15]] = legs[:, 0], legs[:, 1]
         out[:, 16:19] = _euler_zxy(np.einsum("tji,tjk->tik", pelvis, torso))
         out[:, 19:21] = _neck(positions, torso)
-        out[:, [21, 22, 23, 27]] = _arm(positions, torso, R_SHOULDER, R_ELBOW, R_WRIST, side=1.0)
-        out[:, [24, 25, 26, 28]] = _arm(positions, torso, L_SHOULDER, L_ELBOW, L_WRIST, side=-1.0)
+        arms = _arms(positions, torso)
+        out[:, [21, 22, 23, 27]], out[:, [24, 25, 26, 28]] = arms[:, 0], arms[:, 1]
     out = _fill_invalid(out)
     out[:, 5] = np.unwrap(out[:, 5], period=360.0)
     return out.astype(np.float32)
@@ -100,11 +100,18 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("...i,...i->...", a, b)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product along the last axis (np.cross is several times slower on small arrays)."""
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=-1)
+
+
 def _basis(across: np.ndarray, up: np.ndarray) -> np.ndarray:
     """(T, 3, 3) rotation with columns (forward, up, right): up orthogonalised against across."""
     right = _unit(across)
     up = _unit(up - _dot(up, right)[:, None] * right)
-    forward = np.cross(up, right)
+    forward = _cross(up, right)
     return np.stack([forward, up, right], axis=-1)
 
 
@@ -128,11 +135,19 @@ def _torso_frame(p: np.ndarray) -> np.ndarray:
     return _basis(across, up)
 
 
-def _local(frame: np.ndarray, v: np.ndarray, side: float) -> np.ndarray:
-    """Coordinates of world vectors v (T, 3) in frame (T, 3, 3); left side: Z negated."""
-    local = np.einsum("tij,ti->tj", frame, v)
-    local[:, 2] *= side
-    return local
+_SIDES = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, -1.0]])  # (right, left): Z negated on the left
+
+
+def _local(frame: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Coordinates of world vectors v (T, 3) in frame (T, 3, 3)."""
+    return np.einsum("tij,ti->tj", frame, v)
+
+
+def _local_sides(frame: np.ndarray, p: np.ndarray, start: tuple[int, int], end: tuple[int, int]) -> np.ndarray:
+    """Unit segment vectors (T, 2, 3) from joints start to end for (right, left) in the
+    side-normalised frame (left side read with Z negated)."""
+    v = p[:, list(end)] - p[:, list(start)]
+    return _unit(np.einsum("tij,tsi->tsj", frame, v) * _SIDES)
 
 
 # ---- channels ----
@@ -161,57 +176,59 @@ def _pelvis_euler(pelvis: np.ndarray) -> np.ndarray:
 
 def _segment_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Angle in degrees between unit vectors a and b (0 when aligned)."""
-    return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), _dot(a, b)))
+    return np.degrees(np.arctan2(np.linalg.norm(_cross(a, b), axis=-1), _dot(a, b)))
 
 
 def _swing_twist(direction: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Flexion, adduction and rotation (T, 3) degrees of a segment hanging down at rest.
+    """Flexion, adduction and rotation (..., 3) degrees of a segment hanging down at rest.
 
-    direction: unit segment vectors in the parent frame (side-normalised, Z lateral).
+    direction: unit segment vectors (..., 3) in the parent frame (side-normalised, Z lateral).
     reference: a vector that points forward (+X) when the segment is at rest and not
     rotated; its heading around the segment axis after undoing the swing is the twist.
     """
-    x, y, z = direction[:, 0], direction[:, 1], direction[:, 2]
+    x, y, z = direction[..., 0], direction[..., 1], direction[..., 2]
     sine = np.hypot(x, z)
     angle = np.arctan2(sine, -y)
-    scale = np.degrees(np.where(sine > 1e-9, angle / np.where(sine > 1e-9, sine, 1.0), 1.0))
+    tilted = sine > 1e-9
+    safe_sine = np.where(tilted, sine, 1.0)
+    scale = np.degrees(np.where(tilted, angle / safe_sine, 1.0))
     flexion, adduction = scale * x, -scale * z
     # Undo the swing: rotate the reference by -angle about axis = down x direction.
-    axis = np.stack([-z, np.zeros_like(z), x], axis=-1) / np.where(sine > 1e-9, sine, 1.0)[:, None]
-    axis = np.where((sine > 1e-9)[:, None], axis, [0.0, 0.0, 1.0])
-    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
-    rest = (reference * cos - np.cross(axis, reference) * sin
-            + axis * _dot(axis, reference)[:, None] * (1 - cos))
-    usable = np.hypot(rest[:, 0], rest[:, 2]) >= _MIN_TWIST_ARM
-    rotation = np.where(usable, np.degrees(np.arctan2(-rest[:, 2], rest[:, 0])), np.nan)
+    axis = np.stack([-z, np.zeros_like(z), x], axis=-1) / safe_sine[..., None]
+    axis = np.where(tilted[..., None], axis, [0.0, 0.0, 1.0])
+    cos, sin = np.cos(angle)[..., None], np.sin(angle)[..., None]
+    rest = (reference * cos - _cross(axis, reference) * sin
+            + axis * _dot(axis, reference)[..., None] * (1 - cos))
+    usable = np.hypot(rest[..., 0], rest[..., 2]) >= _MIN_TWIST_ARM
+    rotation = np.where(usable, np.degrees(np.arctan2(-rest[..., 2], rest[..., 0])), np.nan)
     return np.stack([flexion, adduction, rotation], axis=-1)
 
 
-def _leg(p, pelvis, hip, knee, ankle, foot, side: float) -> np.ndarray:
-    """(flexion, adduction, rotation, knee flexion, ankle angle) of one leg."""
-    thigh = _unit(_local(pelvis, p[:, knee] - p[:, hip], side))
-    shank = _unit(_local(pelvis, p[:, ankle] - p[:, knee], side))
-    foot_dir = _unit(_local(pelvis, p[:, foot] - p[:, ankle], side))
+def _legs(p: np.ndarray, pelvis: np.ndarray) -> np.ndarray:
+    """(T, 2 sides, 5): hip flexion, adduction, rotation, knee flexion, ankle angle."""
+    thigh = _local_sides(pelvis, p, (R_HIP, L_HIP), (R_KNEE, L_KNEE))
+    shank = _local_sides(pelvis, p, (R_KNEE, L_KNEE), (R_ANKLE, L_ANKLE))
+    foot = _local_sides(pelvis, p, (R_ANKLE, L_ANKLE), (R_FOOT, L_FOOT))
     # Twist reference: the shank swings backward as the knee bends; for a straight knee
     # the foot (pointing forward) takes over, weighted by the cosine of the knee angle
     # so that a pointed foot under a bent knee cannot flip the reference.
-    straightness = np.clip(_dot(thigh, shank), 0.0, 1.0)
-    reference = np.nan_to_num(straightness)[:, None] * np.nan_to_num(foot_dir) - np.nan_to_num(shank)
-    hip_angles = _swing_twist(thigh, reference)
+    straightness = np.nan_to_num(np.clip(_dot(thigh, shank), 0.0, 1.0))
+    reference = straightness[..., None] * np.nan_to_num(foot) - np.nan_to_num(shank)
     knee_flexion = _segment_angle(thigh, shank)
-    ankle_angle = _segment_angle(shank, foot_dir) - 90.0
-    return np.column_stack([hip_angles, knee_flexion, ankle_angle])
+    ankle_angle = _segment_angle(shank, foot) - 90.0
+    return np.concatenate([_swing_twist(thigh, reference), knee_flexion[..., None], ankle_angle[..., None]],
+                          axis=-1)
 
 
-def _arm(p, torso, shoulder, elbow, wrist, side: float) -> np.ndarray:
-    """(flexion, adduction, rotation, elbow flexion) of one arm."""
-    upper = _unit(_local(torso, p[:, elbow] - p[:, shoulder], side))
-    fore = _unit(_local(torso, p[:, wrist] - p[:, elbow], side))
-    return np.column_stack([_swing_twist(upper, fore), _segment_angle(upper, fore)])
+def _arms(p: np.ndarray, torso: np.ndarray) -> np.ndarray:
+    """(T, 2 sides, 4): shoulder flexion, adduction, rotation, elbow flexion."""
+    upper = _local_sides(torso, p, (R_SHOULDER, L_SHOULDER), (R_ELBOW, L_ELBOW))
+    fore = _local_sides(torso, p, (R_ELBOW, L_ELBOW), (R_WRIST, L_WRIST))
+    return np.concatenate([_swing_twist(upper, fore), _segment_angle(upper, fore)[..., None]], axis=-1)
 
 
 def _neck(p: np.ndarray, torso: np.ndarray) -> np.ndarray:
-    head = _unit(_local(torso, p[:, HEAD] - p[:, NECK], 1.0))
+    head = _unit(_local(torso, p[:, HEAD] - p[:, NECK]))
     flexion = np.arctan2(head[:, 0], head[:, 1])
     adduction = np.arctan2(head[:, 2], np.hypot(head[:, 0], head[:, 1]))
     return np.degrees(np.stack([flexion, adduction], axis=-1))
