@@ -1,0 +1,23 @@
+"""Text to Motion: search a motion library with words and put the motion on your rig.
+
+A Blender extension (id `text_to_motion`). It talks to a t2m server over ZeroMQ (the
+bridge package, vendored into the extension at build time) and never imports torch.
+The submodules that touch the UI are imported in register(), so that headless jobs
+(batch, demo) can import blender_addon.retarget alone.
+"""
+
+
+def register():
+    from . import ops, panel, props
+
+    props.register()
+    ops.register()
+    panel.register()
+
+
+def unregister():
+    from . import ops, panel, props
+
+    panel.unregister()
+    ops.unregister()
+    props.unregister()
