@@ -140,9 +140,12 @@ class AngleStats:
     def compute(cls, arrays: list[np.ndarray]) -> AngleStats:
         """Mean/std over all frames of all (T, 29) arrays (Chan's pairwise update, float64)."""
         count, mean, squares = 0, np.zeros(len(CHANNELS)), np.zeros(len(CHANNELS))
-        for array in arrays:
+        for index, array in enumerate(arrays):
             array = np.asarray(array, dtype=np.float64)
-            if array.ndim != 2 or array.shape[1] != len(CHANNELS) or not len(array):
+            if array.ndim != 2 or array.shape[1] != len(CHANNELS):
+                raise DataError(f"angle stats: array {index} has shape {array.shape}, "
+                                f"expected (T, {len(CHANNELS)})")
+            if not len(array):
                 continue
             n = len(array)
             batch_mean = array.mean(axis=0)

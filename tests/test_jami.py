@@ -100,7 +100,9 @@ def test_angle_stats_compute_normalize_and_json_round_trip():
     with pytest.raises(DataError, match="other channels"):
         AngleStats.from_dict({**stats.to_dict(), "channels": CHANNELS[::-1]})
     with pytest.raises(DataError):
-        AngleStats.compute([])
+        AngleStats.compute([np.zeros((0, 29))])
+    with pytest.raises(DataError, match="array 1 has shape"):
+        AngleStats.compute([arrays[0], np.zeros((5, 28))])
 
 
 def test_jami_input_of_a_motion():
