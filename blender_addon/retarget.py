@@ -113,7 +113,7 @@ def resample(positions: np.ndarray, fps: float, target_fps: float) -> np.ndarray
     if count < 2 or abs(fps - target_fps) < 1e-9:
         return np.array(positions, dtype=np.float64)
     duration = (count - 1) / fps
-    out_count = int(round(duration * target_fps)) + 1
+    out_count = int(np.floor(duration * target_fps + 1e-6)) + 1  # never past the last source frame
     source_time = np.minimum(np.arange(out_count) * (fps / target_fps), count - 1)
     lower = np.floor(source_time).astype(int)
     upper = np.minimum(lower + 1, count - 1)
@@ -536,3 +536,51 @@ def write_action(obj: bpy.types.Object, solution: Solution, name: str,
     action["t2m_scale"] = solution.scale
     action["t2m_bone_map"] = bonemap.to_json(bone_map)
     return action
+
+
+# ---------------------------------------------------------------- reading a rig back
+
+def read_positions(obj: bpy.types.Object, bone_map: dict[str, str], frame_start: int,
+                   frame_end: int) -> np.ndarray:
+    """The rig's animation as SMPL-22 positions (T, 22, 3) Y-up metres, facing +Z at the
+    rig's rest facing and at SMPL size (legs scaled to SMPL's), by evaluating each frame.
+    Joints the map lacks are placed between their neighbours."""
+    scene = bpy.context.scene
+    current = scene.frame_current
+    facing_inverse = _facing(obj, bone_map).T
+    size = SMPL_LEG_LENGTH / target_leg_length(obj, bone_map)
+    frames = []
+    try:
+        for frame in range(int(frame_start), int(frame_end) + 1):
+            scene.frame_set(frame)
+            matrix = obj.matrix_world
+            frames.append({joint: np.array(matrix @ obj.pose.bones[bone].head) for joint, bone in bone_map.items()})
+    finally:
+        scene.frame_set(current)
+    positions = np.stack([_complete_joints(heads) for heads in frames])
+    positions = (positions @ facing_inverse.T) * size
+    return (positions @ Y_UP_TO_Z_UP).astype(np.float32)  # Z-up -> Y-up is the transpose
+
+
+# Hip-knee-ankle length of REST_POSITIONS, the body size read_positions scales rigs to.
+SMPL_LEG_LENGTH = 0.82
+
+
+def _complete_joints(heads: dict[str, np.ndarray]) -> np.ndarray:
+    """(22, 3) from the mapped joints; a missing joint goes halfway between its parent
+    and its main child, or at its parent plus the rest offset."""
+    positions = np.zeros((22, 3))
+    known = np.zeros(22, dtype=bool)
+    for joint, head in heads.items():
+        positions[_J[joint]], known[_J[joint]] = head, True
+    for index, name in enumerate(SMPL22_JOINTS):  # parents first
+        if known[index]:
+            continue
+        parent = SMPL22_PARENTS[index]
+        child = PRIMARY_CHILD.get(name)
+        if child is not None and known[_J[child]] and parent >= 0:
+            positions[index] = (positions[parent] + positions[_J[child]]) / 2.0
+        elif parent >= 0:
+            positions[index] = positions[parent] + REST_POSITIONS[index] - REST_POSITIONS[parent]
+        known[index] = True
+    return positions

@@ -1,0 +1,123 @@
+"""The T2M tab in the 3D view's sidebar: server, search, results, apply, word colours."""
+from __future__ import annotations
+
+import bpy
+
+
+class T2M_UL_results(bpy.types.UIList):
+    """One row per search result: name, score, duration."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.label(text=item.name, icon="ARMATURE_DATA")
+        row.label(text=f"{item.score:.3f}")
+        row.label(text=f"{item.duration:.1f} s")
+
+
+class _T2MPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "T2M"
+
+
+class T2M_PT_main(_T2MPanel, bpy.types.Panel):
+    bl_label = "Text to Motion"
+
+    def draw(self, context):
+        settings = context.scene.t2m
+        layout = self.layout
+        row = layout.row(align=True)
+        row.prop(settings, "server", text="")
+        row.operator("t2m.check_server", text="", icon="FILE_REFRESH")
+        row.operator("t2m.start_server", text="", icon="PLAY")
+        if settings.server_info:
+            layout.label(text=settings.server_info, icon="LINKED")
+        if settings.error:
+            layout.label(text=settings.error, icon="ERROR")
+        elif settings.status:
+            layout.label(text=settings.status, icon="SORTTIME" if settings.busy else "INFO")
+        row = layout.row(align=True)
+        row.prop(settings, "query", text="", icon="VIEWZOOM")
+        search = row.operator("t2m.search", text="Search")
+        search.k = settings.k
+        layout.prop(settings, "k")
+        layout.template_list("T2M_UL_results", "", settings, "results", settings, "result_index", rows=5)
+        if 0 <= settings.result_index < len(settings.results):
+            captions = settings.results[settings.result_index].captions
+            if captions:
+                layout.label(text=captions[:120])
+
+
+class T2M_PT_apply(_T2MPanel, bpy.types.Panel):
+    bl_label = "Apply"
+    bl_parent_id = "T2M_PT_main"
+
+    def draw(self, context):
+        scene = context.scene
+        settings = scene.t2m
+        layout = self.layout
+        row = layout.row(align=True)
+        row.prop(settings, "bone_map")
+        row.operator("t2m.edit_bone_map", text="", icon="TEXT")
+        if settings.bone_map == "CUSTOM":
+            layout.prop(settings, "bone_map_text", text="Table")
+        layout.prop(settings, "root_motion", expand=True)
+        row = layout.row(align=True)
+        row.prop(settings, "auto_scale")
+        sub = row.row(align=True)
+        sub.enabled = not settings.auto_scale
+        sub.prop(settings, "scale")
+        row = layout.row(align=True)
+        row.prop(settings, "use_current_frame")
+        sub = row.row(align=True)
+        sub.enabled = not settings.use_current_frame
+        sub.prop(settings, "start_frame")
+        fps = scene.render.fps / scene.render.fps_base
+        layout.label(text=f"Target: {fps:g} fps (the scene's)")
+        apply = layout.operator("t2m.apply", icon="ARMATURE_DATA")
+        apply.index = settings.result_index
+
+
+class T2M_PT_words(_T2MPanel, bpy.types.Panel):
+    bl_label = "Which words matched"
+    bl_parent_id = "T2M_PT_main"
+
+    def draw(self, context):
+        settings = context.scene.t2m
+        layout = self.layout
+        if not settings.tokens:
+            layout.label(text="Search, then apply a result")
+            return
+        layout.prop(settings, "relevance_animated")
+        flow = layout.grid_flow(row_major=True, columns=4, even_columns=False, align=True)
+        for index, token in enumerate(settings.tokens):
+            button = flow.operator("t2m.show_relevance", text=token.text, depress=index == settings.active_token)
+            button.token = index
+            button.animated = settings.relevance_animated
+        layout.operator("t2m.clear_relevance", icon="LOOP_BACK")
+
+
+class T2M_PT_describe(_T2MPanel, bpy.types.Panel):
+    bl_label = "Describe"
+    bl_parent_id = "T2M_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.t2m
+        layout = self.layout
+        layout.operator("t2m.describe", icon="TEXT")
+        for caption in settings.descriptions:
+            layout.label(text=f"{caption.score:.3f}  {caption.text}")
+
+
+CLASSES = (T2M_UL_results, T2M_PT_main, T2M_PT_apply, T2M_PT_words, T2M_PT_describe)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,36 @@
+"""The one place the add-on imports the wire client from.
+
+Installed, the extension carries its own copy of bridge/ (vendored by build_addon.py
+as <package>.bridge); run from the repository, the top-level `bridge` package is used.
+"""
+from __future__ import annotations
+
+import importlib
+
+
+def _bridge_module(name: str):
+    vendored = f"{__package__}.bridge.{name}"
+    try:
+        return importlib.import_module(vendored)
+    except ModuleNotFoundError as error:
+        if error.name not in (f"{__package__}.bridge", vendored):
+            raise  # the vendored copy exists but something it needs (zmq?) does not
+        return importlib.import_module(f"bridge.{name}")
+
+
+_client = _bridge_module("client")
+_protocol = _bridge_module("protocol")
+
+Client = _client.Client
+RemoteError = _protocol.RemoteError
+ServerUnreachable = _protocol.ServerUnreachable
+UNREACHABLE = _protocol.UNREACHABLE
+DEFAULT_ADDRESS = _protocol.DEFAULT_ADDRESS
+ProtocolError = _protocol.ProtocolError
+
+
+def zmq_error_type():
+    """pyzmq's base error (bad addresses raise it when a socket connects)."""
+    import zmq
+
+    return zmq.ZMQError
