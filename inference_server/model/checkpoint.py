@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,9 +30,12 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def save_checkpoint(model: MotionColBert, out_dir: str | Path, stats: AngleStats,
-                    name: str | None = None, training: dict | None = None) -> Path:
-    """Write the checkpoint directory (atomically replacing an existing one) and return its path."""
+def save_checkpoint(model: MotionColBert, out_dir: str | Path, stats: AngleStats, name: str | None = None,
+                    training: dict | None = None, extras: Callable[[Path], None] | None = None) -> Path:
+    """Write the checkpoint directory (atomically replacing an existing one) and return its path.
+
+    `extras(folder)` may add files (the trainer's resume state) before the directory goes live.
+    """
     from safetensors.torch import save_model
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +53,8 @@ def save_checkpoint(model: MotionColBert, out_dir: str | Path, stats: AngleStats
             "training": training or {},
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default))
+        if extras is not None:
+            extras(staging)
         _umask_permissions(staging)
         _replace_dir(staging, out_dir)
     except BaseException:

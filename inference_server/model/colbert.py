@@ -70,7 +70,9 @@ class MotionColBert(nn.Module):
         return F.normalize(self.motion_proj(self.motion(angles)).float(), dim=-1)
 
     def scores(self, text: torch.Tensor, valid_mask: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        return pooled_scores(text, motion, valid_mask, self.pooling)
+        # in float32 even under bf16 autocast: bf16 cosines are too coarse once scaled by up to 100
+        with torch.autocast(text.device.type, enabled=False):
+            return pooled_scores(text.float(), motion.float(), valid_mask, self.pooling)
 
     def forward(self, angles, input_ids, attention_mask, valid_mask,
                 mlm_input_ids=None, mlm_attention_mask=None, mlm_labels=None) -> dict:

@@ -123,7 +123,22 @@ class TextEncoder(nn.Module):
         return self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def mlm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
-        return self.mlm(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        """Cross-entropy of the masked positions (labels -100 elsewhere)."""
+        head = self._mlm_head()
+        if head is None:   # an architecture whose head we do not know: the model's own full pass
+            return self.mlm(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        # the vocabulary projection only where a label is: ~15 % of the positions, same loss
+        picked = labels != -100
+        logits = head(self(input_ids, attention_mask)[picked])
+        return torch.nn.functional.cross_entropy(logits.float(), labels[picked])
+
+    def _mlm_head(self):
+        """The MLM head module of BERT-like (`cls`) or RoBERTa-like (`lm_head`) models, else None."""
+        for name in ("cls", "lm_head"):
+            head = getattr(self.mlm, name, None)
+            if isinstance(head, nn.Module):
+                return head
+        return None
 
     def mask_tokens(self, input_ids: torch.Tensor, special_mask: torch.Tensor,
                     generator: torch.Generator | None = None, probability: float = 0.15):
