@@ -159,12 +159,18 @@ def _loose_key(name: str) -> str:
 
 
 def auto_map(armature) -> dict[str, str]:
-    """The best bone map for an armature (bpy.types.Armature) found without user input."""
-    best = _best_preset(armature, list(PRESETS))
+    """The best bone map for an armature (bpy.types.Armature) found without user input:
+    of each preset, the hierarchy fallback, and the fallback completed by the best preset
+    (each checked against the hierarchy), the one that maps most joints; presets win ties.
+    (Loose matching makes presets overlap: a metarig's 'spine' is Rigify's pelvis but
+    another rig's lower spine; the hierarchy check and the count settle it.)"""
+    names = [bone.name for bone in armature.bones]
+    candidates = [check_hierarchy(armature, find_preset_map(names, preset)) for preset in PRESETS]
     fallback = hierarchy_map(armature)
-    merged = dict(fallback)
-    merged.update(best)  # exact preset names beat guesses
-    return check_hierarchy(armature, merged)
+    best_preset = max(candidates, key=len)
+    candidates.append(check_hierarchy(armature, {**fallback, **best_preset}))
+    candidates.append(check_hierarchy(armature, fallback))
+    return max(candidates, key=len)
 
 
 def group_map(armature, group: str) -> dict[str, str]:
@@ -172,9 +178,10 @@ def group_map(armature, group: str) -> dict[str, str]:
     if group not in PRESET_GROUPS:
         raise BoneMapError(f"unknown bone map preset {group!r}; known: {', '.join(PRESET_GROUPS)}")
     found = check_hierarchy(armature, _best_preset(armature, PRESET_GROUPS[group]))
-    if not found:
+    missing = [joint for joint in CORE_JOINTS if joint not in found]
+    if missing:
         raise BoneMapError(f"armature {armature.name!r} has no bones named as the {group} preset "
-                           "expects; pick Auto or a custom table")
+                           f"expects for {missing}; pick Auto or a custom table")
     return found
 
 

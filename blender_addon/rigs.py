@@ -41,7 +41,8 @@ def make_humanoid_rig(name: str = "Character", naming: str = "MIXAMO", pose: str
     joints = _posed_joints(pose)
     if naming not in ("SMPL", "SMPL_LOWER", "MIXAMO"):
         raise ValueError(f"naming must be 'SMPL', 'SMPL_LOWER' or 'MIXAMO', got {naming!r}")
-    names = PRESETS[naming]
+    prefix = "mixamorig:" if naming == "MIXAMO" else ""  # as Mixamo's FBX files name them
+    names = {joint: prefix + bone for joint, bone in PRESETS[naming].items()}
     armature = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, armature)
     (collection or bpy.context.scene.collection).objects.link(obj)
