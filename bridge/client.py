@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from bridge.codec import Reply, decode_reply, encode_request
-from bridge.protocol import (
+from .codec import Reply, decode_reply, encode_request
+from .protocol import (
     DEFAULT_ADDRESS,
     MAX_HEADER_BYTES,
     MAX_MESSAGE_BYTES,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bridge.protocol import (
+from .protocol import (
     BAD_REQUEST,
     DTYPES,
     MAX_ARRAYS,
