@@ -262,7 +262,7 @@ _FALLBACK_SIDED = {
     "elbow": ["forearm", "lowerarm", "elbow"],
     "wrist": ["hand", "wrist"],
 }
-_FALLBACK_CENTRE = {"pelvis": ["hips", "pelvis", "hip", "root"], "neck": ["neck", "neck1"], "head": ["head"]}
+_FALLBACK_CENTRE = {"pelvis": ["hips", "pelvis", "hip", "root"], "neck": ["neck"], "head": ["head"]}
 _NOISE_TOKENS = {"mixamorig", "bip", "bip01", "bip001", "def", "org", "mch", "jnt", "joint", "bone", "b", "j", "bn"}
 _TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
@@ -329,7 +329,11 @@ def _ancestor_path(parents: list[int], ancestor: int, joint: int) -> list[int] |
 
 
 def normalise_joint_name(name: str) -> tuple[str | None, str]:
-    """'mixamorig:LeftUpLeg' -> ('left', 'upleg'); 'Hand_R' -> ('right', 'hand')."""
+    """'mixamorig:LeftUpLeg' -> ('left', 'upleg'); 'Hand_R' -> ('right', 'hand'); 'neck_01' -> (None, 'neck').
+
+    Number tokens are dropped (spine_01, Neck1, Bip01), so chains of same-named joints
+    compete and the one nearest the root wins.
+    """
     tokens = [token.lower() for token in _TOKEN.findall(_strip_namespace(name))]
     side = None
     body = []
@@ -338,7 +342,7 @@ def normalise_joint_name(name: str) -> tuple[str | None, str]:
             side = "left"
         elif token in ("right", "r"):
             side = "right"
-        elif token not in _NOISE_TOKENS:
+        elif token not in _NOISE_TOKENS and not token.isdigit():
             body.append(token)
     return side, "".join(body)
 
