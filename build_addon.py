@@ -66,7 +66,7 @@ def read_manifest() -> tuple[dict, str]:
         raise BuildError(f"{MANIFEST}: {error}") from None
 
 
-def fetch_wheel(filename: str) -> None:
+def fetch_wheel(filename: str, wheel_dir: Path) -> None:
     """pip download one wheel named in the manifest into the cache."""
     name, version, python_tag, abi_tag, platform_tags = Path(filename).stem.split("-")
     command = [sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps",
@@ -80,21 +80,21 @@ def fetch_wheel(filename: str) -> None:
         if done.returncode != 0 or not fetched.exists():
             raise BuildError(f"could not fetch {filename}: {done.stderr.strip() or 'pip found another file'}\n"
                              f"command: {' '.join(command)}")
-        WHEEL_CACHE.mkdir(exist_ok=True)
-        shutil.move(str(fetched), WHEEL_CACHE / filename)
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(fetched), wheel_dir / filename)
     print(f"fetched {filename}", file=sys.stderr)
 
 
-def select_wheels(manifest: dict, platforms: list[str], fetch: bool) -> list[str]:
-    """The manifest's wheel files serving `platforms`, fetched if needed."""
+def select_wheels(manifest: dict, platforms: list[str], fetch: bool, wheel_dir: Path) -> list[str]:
+    """The manifest's wheel files serving `platforms`, fetched into `wheel_dir` if needed."""
     chosen = [Path(entry).name for entry in manifest.get("wheels", [])
               if set(wheel_platforms(entry)) & set(platforms)]
-    missing = [name for name in chosen if not (WHEEL_CACHE / name).exists()]
+    missing = [name for name in chosen if not (wheel_dir / name).exists()]
     if missing and not fetch:
-        raise BuildError(f"missing wheels in {WHEEL_CACHE}: {', '.join(missing)} "
+        raise BuildError(f"missing wheels in {wheel_dir}: {', '.join(missing)} "
                          "(run without --no-fetch, or use --no-wheels)")
     for name in missing:
-        fetch_wheel(name)
+        fetch_wheel(name, wheel_dir)
     return chosen
 
 
@@ -116,7 +116,8 @@ def vendor_bridge(target: Path) -> None:
         (target / source.name).write_text(code, encoding="utf-8")
 
 
-def stage(manifest: dict, text: str, platforms: list[str], wheels: list[str], build_dir: Path) -> Path:
+def stage(manifest: dict, text: str, platforms: list[str], wheels: list[str], build_dir: Path,
+          wheel_dir: Path) -> Path:
     package = build_dir / manifest["id"]
     if package.exists():
         shutil.rmtree(package)
@@ -132,7 +133,7 @@ def stage(manifest: dict, text: str, platforms: list[str], wheels: list[str], bu
     if wheels:
         (package / "wheels").mkdir()
         for name in wheels:
-            shutil.copy2(WHEEL_CACHE / name, package / "wheels" / name)
+            shutil.copy2(wheel_dir / name, package / "wheels" / name)
     (package / "blender_manifest.toml").write_text(staged_manifest(text, platforms, wheels), encoding="utf-8")
     return package
 
@@ -151,7 +152,8 @@ def blender_extension_command(args: list[str]) -> None:
 
 
 def build(platforms: list[str] | None = None, fetch: bool = True, with_wheels: bool = True,
-          split: bool = True, out_dir: Path = ROOT / "dist", build_dir: Path = ROOT / "build") -> list[Path]:
+          split: bool = True, out_dir: Path = ROOT / "dist", build_dir: Path = ROOT / "build",
+          wheel_dir: Path = WHEEL_CACHE) -> list[Path]:
     """Stage, validate and build; returns the zip files written."""
     manifest, text = read_manifest()
     known = manifest.get("platforms", [])
@@ -159,8 +161,8 @@ def build(platforms: list[str] | None = None, fetch: bool = True, with_wheels: b
     unknown = sorted(set(platforms) - set(known))
     if unknown:
         raise BuildError(f"unknown platform(s) {unknown}; the manifest lists {known}")
-    wheels = select_wheels(manifest, platforms, fetch) if with_wheels else []
-    package = stage(manifest, text, platforms, wheels, build_dir)
+    wheels = select_wheels(manifest, platforms, fetch, wheel_dir) if with_wheels else []
+    package = stage(manifest, text, platforms, wheels, build_dir, wheel_dir)
     blender_extension_command(["validate", str(package)])
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{manifest['id']}-{manifest['version']}"
@@ -185,10 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wheels", action="store_true", help="bundle no pyzmq wheel")
     parser.add_argument("--single-zip", action="store_true", help="one zip for all platforms instead of one per platform")
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (default: dist/)")
+    parser.add_argument("--build-dir", type=Path, default=ROOT / "build",
+                        help="staging folder (default: build/)")
+    parser.add_argument("--wheel-dir", type=Path, default=WHEEL_CACHE,
+                        help="wheel cache (default: blender_addon/wheels/)")
     args = parser.parse_args(argv)
     try:
         zips = build(args.platforms, fetch=not args.no_fetch, with_wheels=not args.no_wheels,
-                     split=not args.single_zip, out_dir=args.out)
+                     split=not args.single_zip, out_dir=args.out, build_dir=args.build_dir,
+                     wheel_dir=args.wheel_dir)
     except BuildError as error:
         print(f"build_addon: error: {error}", file=sys.stderr)
         return 1
