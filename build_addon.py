@@ -8,8 +8,8 @@
 
 Steps: read the wheel list from blender_addon/blender_manifest.toml; fetch missing pyzmq
 wheels with `pip download` into blender_addon/wheels/ (git-ignored cache); stage the
-package into build/text_to_motion/ with bridge/ vendored inside it (its absolute
-`bridge.` imports made relative, so the installed copy imports itself); then validate
+package into build/text_to_motion/ with bridge/ vendored inside it (bridge imports its
+own modules relatively, so the installed copy imports itself); then validate
 and build it with Blender's own extension tooling (the code behind `blender --command
 extension validate|build`, from the bpy module's bundled bl_pkg add-on), one zip per
 platform (--split-platforms) or one zip for all (--single-zip).
@@ -106,13 +106,14 @@ def staged_manifest(text: str, platforms: list[str], wheels: list[str]) -> str:
 
 
 def vendor_bridge(target: Path) -> None:
-    """Copy bridge/*.py into the package, turning `from bridge.x import` into `from .x import`."""
+    """Copy bridge/*.py into the package. Its modules import each other relatively, so the
+    copy imports itself; an absolute `bridge` import would silently reach for a top-level
+    package that an installed extension does not have, so it is refused."""
     target.mkdir()
     for source in sorted(BRIDGE.glob("*.py")):
         code = source.read_text(encoding="utf-8")
-        if re.search(r"(?m)^\s*import bridge\b", code):
-            raise BuildError(f"{source}: use 'from bridge.x import y' (or relative imports) so it can be vendored")
-        code = re.sub(r"(?m)^(\s*)from bridge(\.[\w.]+)? import", lambda m: f"{m.group(1)}from .{(m.group(2) or '')[1:]} import", code)
+        if re.search(r"(?m)^\s*(from|import) bridge\b", code):
+            raise BuildError(f"{source}: imports 'bridge' absolutely; use relative imports so it can be vendored")
         (target / source.name).write_text(code, encoding="utf-8")
 
 

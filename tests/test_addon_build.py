@@ -66,13 +66,21 @@ def test_vendored_bridge_imports_itself(tmp_path, monkeypatch):
     package.mkdir()
     (package / "__init__.py").write_text("")
     build_addon.vendor_bridge(package / "bridge")
-    code = (package / "bridge" / "client.py").read_text()
-    assert "from bridge" not in code and "from .codec import" in code
+    assert (package / "bridge" / "client.py").read_text() == (ROOT / "bridge" / "client.py").read_text()
     monkeypatch.syspath_prepend(str(tmp_path))
     client = importlib.import_module("vendored_pkg.bridge.client")
     assert client.Reply.__module__ == "vendored_pkg.bridge.codec"  # not the top-level bridge
     for name in [m for m in sys.modules if m.startswith("vendored_pkg")]:
         del sys.modules[name]
+
+
+def test_absolute_bridge_imports_are_refused(tmp_path, monkeypatch):
+    source = tmp_path / "bridge"
+    source.mkdir()
+    (source / "client.py").write_text("from bridge.codec import Reply\n")
+    monkeypatch.setattr(build_addon, "BRIDGE", source)
+    with pytest.raises(build_addon.BuildError, match="client.py: imports 'bridge' absolutely"):
+        build_addon.vendor_bridge(tmp_path / "out")
 
 
 def test_missing_wheels_without_fetch_are_named(tmp_path):
