@@ -112,10 +112,6 @@ _HEAD_NAMES = {"head"}
 _TOE_NAMES = {"toe", "toebase", "toes", "ball", "toe01"}
 
 
-def preset_names() -> list[str]:
-    return list(PRESETS)
-
-
 def normalise(name: str) -> tuple[str | None, str]:
     """(side 'left'|'right'|None, core) of a bone name: 'mixamorig:LeftUpLeg' -> ('left',
     'upleg'), 'thigh_l' -> ('left', 'thigh'), 'DEF-upper_arm.L' -> ('left', 'upperarm')."""

@@ -64,12 +64,24 @@ def _client_for(scene) -> Client:
     address, timeout, retries = key
     if not address:
         raise AddonError("no server address: set one in the T2M panel")
+    if not bpy.app.online_access and not is_loopback(address):
+        raise AddonError(f"{address} is on another machine and Blender's online access is off "
+                         "(Preferences > System > Network > Allow Online Access)")
     try:
         client = Client(address, timeout=timeout, retries=retries)
     except (zmq_error_type(), ValueError) as error:
         raise AddonError(f"invalid server address {address!r}: {error}") from None
     _connection.update(client=client, key=key)
     return client
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a ZeroMQ address stays on this machine (ipc://, inproc://, tcp to loopback)."""
+    transport, _, rest = address.partition("://")
+    if transport != "tcp":
+        return transport in ("ipc", "inproc")
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def close_client() -> None:

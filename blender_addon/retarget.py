@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
-from mathutils import Matrix, Quaternion, Vector
+from mathutils import Quaternion, Vector
 
 from . import bonemap, keyframes
 from .bonemap import JOINT_INDEX, SMPL22_JOINTS, SMPL22_PARENTS

@@ -74,6 +74,19 @@ def test_operators_explain_what_is_missing(scene):
     assert bpy.ops.t2m.clear_relevance() == {"FINISHED"}  # nothing saved: nothing to restore
 
 
+def test_remote_servers_need_blenders_online_access(scene):
+    assert ops.is_loopback("tcp://127.0.0.1:5557") and ops.is_loopback("tcp://localhost:1")
+    assert ops.is_loopback("tcp://[::1]:5557") and ops.is_loopback("ipc:///tmp/t2m")
+    assert not ops.is_loopback("tcp://10.0.0.7:5557") and not ops.is_loopback("tcp://example.org:5557")
+    if bpy.app.online_access:
+        pytest.skip("this Blender allows online access")
+    scene.t2m.server = "tcp://10.0.0.7:5557"
+    try:
+        assert "online access is off" in error_of(lambda: bpy.ops.t2m.search(query="wave"))
+    finally:
+        scene.t2m.server = "tcp://127.0.0.1:5557"
+
+
 def test_custom_bone_map_text(scene):
     obj = rig(scene)
     bpy.ops.t2m.edit_bone_map()
