@@ -42,8 +42,9 @@ class Dataset:
     def split(self, name: str) -> Dataset:
         if name not in SPLITS:
             raise DataError(f"unknown split {name!r} (expected one of {', '.join(SPLITS)})")
-        return Dataset([item for item in self.items if item.split == name], list(self.skipped),
-                       f"{self.spec.split('@')[0]}@{name}")
+        base, at, tail = self.spec.rpartition("@")
+        spec = base if at and tail in SPLITS else self.spec
+        return Dataset([item for item in self.items if item.split == name], list(self.skipped), f"{spec}@{name}")
 
     def splits(self) -> dict[str, int]:
         """Item count per split name ("none" for items without a split)."""
