@@ -1,0 +1,186 @@
+"""Patch-embedding codecs of the index store, and the small k-means they are trained with.
+
+A codec turns float32 patch embeddings (n, P, d) into per-motion arrays ("fields", stored
+one .npy each, first axis = motion row) and back. Trained parameters (codebooks) are kept
+as `state` arrays. Decoding runs in torch so the same code serves CPU and GPU search.
+
+- fp32 / fp16: the vectors themselves.
+- int8: symmetric per-patch scale (fp16) + int8 components; |error| <= scale / 2.
+- pq: residual product quantisation, the PLAID recipe: every patch is its coarse centroid
+  (the fast path's patch -> centroid code, stored anyway) plus a product-quantised
+  residual (m sub-vectors of d/m dims, 256 codewords each, 1 byte per sub-vector).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+STORAGES = ("fp32", "fp16", "int8", "pq")
+PQ_CODEWORDS = 256
+KMEANS_CHUNK = 8192
+
+
+def kmeans(points: torch.Tensor, clusters: int, iterations: int = 10, seed: int = 0,
+           spherical: bool = False) -> torch.Tensor:
+    """Lloyd's k-means on (n, d) float32 points -> (clusters, d) centres.
+
+    `spherical` uses cosine assignment and unit-norm centres (for L2-normed embeddings).
+    Empty clusters are re-seeded from random points so every centre stays in use.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n = points.shape[0]
+    centres = points[torch.randperm(n, generator=generator)[:clusters]].clone()
+    if centres.shape[0] < clusters:  # fewer points than clusters: repeat some
+        extra = torch.randint(0, n, (clusters - centres.shape[0],), generator=generator)
+        centres = torch.cat([centres, points[extra]])
+    for _ in range(iterations):
+        labels = assign(points, centres, spherical)
+        sums = torch.zeros_like(centres).index_add_(0, labels, points)
+        counts = torch.bincount(labels, minlength=clusters).to(points.dtype)
+        empty = counts == 0
+        centres = sums / counts.clamp(min=1).unsqueeze(1)
+        if empty.any():
+            centres[empty] = points[torch.randint(0, n, (int(empty.sum()),), generator=generator)]
+        if spherical:
+            centres = torch.nn.functional.normalize(centres, dim=1)
+    return centres
+
+
+def assign(points: torch.Tensor, centres: torch.Tensor, spherical: bool = False) -> torch.Tensor:
+    """Index of the nearest centre of each point (cosine when spherical, else Euclidean)."""
+    half_norms = None if spherical else 0.5 * (centres * centres).sum(1)
+    labels = []
+    for start in range(0, points.shape[0], KMEANS_CHUNK):
+        sims = points[start:start + KMEANS_CHUNK] @ centres.T
+        if half_norms is not None:
+            sims -= half_norms  # argmin |x-c|^2 = argmax x.c - |c|^2/2
+        labels.append(sims.argmax(1))
+    return torch.cat(labels)
+
+
+@dataclass(frozen=True)
+class Field:
+    """A per-motion array of a codec: dtype and shape of one motion's slice."""
+    dtype: str
+    shape: tuple[int, ...]
+
+
+class Codec:
+    """Base codec: the float storages (fp32, fp16)."""
+
+    name = "fp16"
+
+    def __init__(self, patches: int, dim: int):
+        self.patches, self.dim = patches, dim
+
+    def fields(self) -> dict[str, Field]:
+        return {"patches": Field(self.name_dtype(), (self.patches, self.dim))}
+
+    def name_dtype(self) -> str:
+        return "float16" if self.name == "fp16" else "float32"
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def fit(self, sample: np.ndarray, centroids: np.ndarray | None = None) -> None:
+        """Train on (n, d) float32 sample vectors (no-op unless the codec has codebooks)."""
+
+    def encode(self, vectors: np.ndarray, centroid_codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        return {"patches": vectors.astype(self.name_dtype())}
+
+    def decode(self, fields: dict[str, torch.Tensor], centroid_codes: torch.Tensor | None = None) -> torch.Tensor:
+        return fields["patches"].float()
+
+    def bytes_per_motion(self) -> int:
+        return sum(int(np.prod(f.shape)) * np.dtype(f.dtype).itemsize for f in self.fields().values())
+
+
+class Float32Codec(Codec):
+    name = "fp32"
+
+
+class Int8Codec(Codec):
+    name = "int8"
+
+    def fields(self) -> dict[str, Field]:
+        return {"patches": Field("int8", (self.patches, self.dim)),
+                "scales": Field("float16", (self.patches,))}
+
+    def encode(self, vectors, centroid_codes=None):
+        peak = np.abs(vectors).max(axis=-1) / 127.0
+        scales = peak.astype(np.float16)
+        # Round the fp16 scale up so that max|x| / scale <= 127 and nothing clips.
+        low = scales.astype(np.float32) < peak
+        scales[low] = np.nextafter(scales[low], np.float16(np.inf))
+        safe = np.where(scales == 0, np.float16(1), scales).astype(np.float32)
+        codes = np.clip(np.rint(vectors / safe[..., None]), -127, 127).astype(np.int8)
+        return {"patches": codes, "scales": scales}
+
+    def decode(self, fields, centroid_codes=None):
+        return fields["patches"].float() * fields["scales"].float().unsqueeze(-1)
+
+
+class PQCodec(Codec):
+    """Residual PQ over the coarse centroids (see the module docstring)."""
+
+    name = "pq"
+
+    def __init__(self, patches: int, dim: int, subspaces: int = 32):
+        super().__init__(patches, dim)
+        if dim % subspaces:
+            raise ValueError(f"pq: {subspaces} subspaces do not divide the embedding size {dim}")
+        self.subspaces = subspaces
+        self.codebooks: torch.Tensor | None = None  # (m, 256, d/m)
+        self.centroids: torch.Tensor | None = None  # (C, d) coarse centroids
+
+    def fields(self):
+        return {"pq_codes": Field("uint8", (self.patches, self.subspaces))}
+
+    def state(self):
+        return {"codebooks": self.codebooks.numpy()}
+
+    def load_state(self, state: dict[str, np.ndarray], centroids: np.ndarray) -> None:
+        self.codebooks = torch.from_numpy(np.ascontiguousarray(state["codebooks"], dtype=np.float32))
+        self.centroids = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
+
+    def fit(self, sample, centroids=None):
+        self.centroids = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
+        points = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
+        residuals = points - self.centroids[assign(points, self.centroids, spherical=True)]
+        sub = residuals.reshape(len(points), self.subspaces, -1)
+        self.codebooks = torch.stack([kmeans(sub[:, s].contiguous(), PQ_CODEWORDS, seed=s)
+                                      for s in range(self.subspaces)])
+
+    def encode(self, vectors, centroid_codes=None):
+        flat = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).reshape(-1, self.dim)
+        codes = torch.from_numpy(centroid_codes.astype(np.int64)).reshape(-1)
+        sub = (flat - self.centroids[codes]).reshape(len(flat), self.subspaces, -1)
+        out = torch.empty(len(flat), self.subspaces, dtype=torch.uint8)
+        for s in range(self.subspaces):
+            out[:, s] = assign(sub[:, s].contiguous(), self.codebooks[s]).to(torch.uint8)
+        return {"pq_codes": out.reshape(*vectors.shape[:-1], self.subspaces).numpy()}
+
+    def decode(self, fields, centroid_codes=None):
+        codes = fields["pq_codes"].long()
+        device = codes.device
+        books = self.codebooks.to(device).reshape(-1, self.dim // self.subspaces)
+        offsets = torch.arange(self.subspaces, device=device) * PQ_CODEWORDS
+        residual = torch.nn.functional.embedding(codes + offsets, books).flatten(-2)
+        centres = torch.nn.functional.embedding(centroid_codes.long(), self.centroids.to(device))
+        return centres + residual
+
+    def to(self, device) -> "PQCodec":
+        self.codebooks, self.centroids = self.codebooks.to(device), self.centroids.to(device)
+        return self
+
+
+def make_codec(storage: str, patches: int, dim: int, pq_subspaces: int = 32) -> Codec:
+    """The codec for a storage name (one of STORAGES)."""
+    if storage == "pq":
+        return PQCodec(patches, dim, pq_subspaces)
+    classes = {"fp32": Float32Codec, "fp16": Codec, "int8": Int8Codec}
+    if storage not in classes:
+        raise ValueError(f"unknown storage {storage!r} (choose from {', '.join(STORAGES)})")
+    return classes[storage](patches, dim)
