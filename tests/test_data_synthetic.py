@@ -94,6 +94,16 @@ def test_locomotion_directions():
     assert jump[:, [J["left_foot"], J["right_foot"]], 1].min(axis=1).max() > 0.1  # both feet off the floor
 
 
+@pytest.mark.parametrize("key", ["walk", "walk_slow", "walk_backwards", "walk_turn_left", "turn_right", "jog"])
+def test_feet_on_the_floor_do_not_slide(key):
+    p = motion_for([key], seed=6, seconds=3.0).positions
+    balls = p[:, [J["left_foot"], J["right_foot"]]]
+    speed = np.linalg.norm(np.diff(balls[..., [0, 2]], axis=0), axis=-1) * 20
+    planted = balls[1:, :, 1] < 0.02
+    assert planted.any(axis=1).mean() > 0.5
+    assert np.median(speed[planted]) < 0.02 and speed[planted].mean() < 0.25, key
+
+
 def test_mirrored_left_wave_is_a_right_wave():
     item = next(item for item in map(lambda i: make_item(i, 3), range(500)) if item.labels["actions"] == ["wave_left"])
     mirrored = item.mirrored()

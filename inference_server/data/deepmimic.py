@@ -63,7 +63,8 @@ SMPL22_SOURCES = ["root", "left_hip", "right_hip", None, "left_knee", "right_kne
 COLLAR_FRACTION = 0.4
 
 CLIP_CAPTIONS = {
-    "backflip": ["a person does a backflip", "someone jumps and flips backwards", "a person performs a back somersault"],
+    "backflip": ["a person does a backflip", "someone jumps and flips backwards",
+                 "a person performs a back somersault"],
     "cartwheel": ["a person does a cartwheel", "someone turns a cartwheel", "a person cartwheels sideways"],
     "crawl": ["a person crawls forward on hands and knees", "someone crawls on the ground", "a person crawls"],
     "dance_a": ["a person dances", "someone dances energetically", "a person performs a dance"],

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from inference_server.data.kinematics import canonicalize
-from inference_server.data.synthetic_actions import LIBRARY, Action
+from inference_server.data.synthetic_actions import LIBRARY, Action, smoothstep
 from inference_server.data.synthetic_body import CHANNELS, neutral_pose, pose_to_positions, random_body
 from inference_server.errors import DataError
 from inference_server.motion import Motion, MotionItem
@@ -93,8 +93,8 @@ def render(rng: np.random.Generator, segments: list[Segment]) -> np.ndarray:
     total = np.zeros((frames, len(CHANNELS)))
     weight_sum = np.zeros((frames, len(CHANNELS)))
     for k, segment in enumerate(segments):
-        rise = _smoothstep((t - segment.start + RAMP) / (2 * RAMP)) if k > 0 else np.ones(frames)
-        fall = 1 - _smoothstep((t - segment.end + RAMP) / (2 * RAMP)) if k < len(segments) - 1 else np.ones(frames)
+        rise = smoothstep((t - segment.start + RAMP) / (2 * RAMP)) if k > 0 else np.ones(frames)
+        fall = 1 - smoothstep((t - segment.end + RAMP) / (2 * RAMP)) if k < len(segments) - 1 else np.ones(frames)
         envelope = rise * fall
         active = envelope > 0
         for action in segment.actions:
@@ -106,11 +106,6 @@ def render(rng: np.random.Generator, segments: list[Segment]) -> np.ndarray:
     tracks = (total + epsilon * neutral_pose()) / (weight_sum + epsilon)
     positions = pose_to_positions(body, tracks, FPS)
     return canonicalize(positions, up_rotation=np.array([1.0, 0.0, 0.0, 0.0]))
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
 
 
 def _segment_phrase(rng: np.random.Generator, segment: Segment) -> str:
@@ -165,7 +160,8 @@ def make_item(index: int, seed: int = 0) -> MotionItem:
     positions = render(rng, segments)
     captions = captions_for(rng, segments, count=int(rng.integers(3, 5)))
     keys = [" + ".join(action.key for action in segment.actions) for segment in segments]
-    return MotionItem(id=f"synthetic_{seed}_{index:06d}", name=", then ".join(keys), motion=Motion.smpl22(positions, FPS),
+    return MotionItem(id=f"synthetic_{seed}_{index:06d}", name=", then ".join(keys),
+                      motion=Motion.smpl22(positions, FPS),
                       captions=captions, source=f"synthetic:{index}:{seed}", split=split_of(seed, index),
                       labels={"actions": keys, "seed": seed, "index": index})
 

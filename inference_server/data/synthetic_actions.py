@@ -68,54 +68,110 @@ def set_channels(tracks, weights, weight: float = 1.0, **values) -> None:
 
 # ---- locomotion ----
 
-GAITS = {  # cycle Hz, hip amplitude deg, knee deg, lean deg, arm swing, elbows bent, flight bump m
-    "walk": ((0.85, 1.0), (20, 27), (50, 62), 2, 0.14, False, 0.0),
-    "walk_slow": ((0.55, 0.7), (13, 18), (40, 50), 1, 0.06, False, 0.0),
-    "walk_fast": ((1.05, 1.2), (28, 33), (60, 70), 4, 0.2, False, 0.0),
-    "jog": ((1.25, 1.4), (30, 36), (80, 95), 7, 0.16, True, 0.035),
-    "run": ((1.4, 1.6), (40, 48), (100, 115), 12, 0.22, True, 0.08),
+@dataclass(frozen=True)
+class GaitStyle:
+    frequency: tuple[float, float]  # cycles per second (two steps)
+    hip: tuple[float, float]  # hip flexion amplitude, degrees
+    knee: tuple[float, float]  # peak knee bend in the swing, degrees
+    stance_knee: float  # extra knee bend in mid stance, degrees
+    stance: float  # fraction of the cycle a foot is on the floor (< 0.5: flight phases)
+    lean: float  # trunk lean, degrees
+    arm_swing: float  # wrist travel, fraction of the arm's reach
+    bent_arms: bool
+    flight: float  # height of the flight arc, metres
+
+
+GAITS = {
+    "walk": GaitStyle((0.85, 1.0), (20, 27), (50, 62), 8, 0.6, 2, 0.14, False, 0.0),
+    "walk_slow": GaitStyle((0.55, 0.7), (13, 18), (40, 50), 5, 0.65, 1, 0.06, False, 0.0),
+    "walk_fast": GaitStyle((1.05, 1.2), (28, 33), (60, 70), 10, 0.57, 4, 0.2, False, 0.0),
+    "jog": GaitStyle((1.25, 1.4), (28, 34), (80, 95), 25, 0.42, 7, 0.16, True, 0.04),
+    "run": GaitStyle((1.4, 1.6), (36, 44), (100, 115), 35, 0.36, 12, 0.22, True, 0.08),
 }
+HEEL_RISE = 30 * DEG  # foot pitch at toe-off
+LEG_LENGTH = 0.78  # metres, to turn hip swing into body speed during flight
 
 
 def gait(name: str, backwards: bool = False, turn_deg: float = 0.0):
-    frequency, amplitude, knee, lean, swing, bent_arms, bump = GAITS[name]
+    """Cyclic gait. Each leg spends `stance` of the cycle on the floor, its hip going from +A to
+    -A at a constant rate (so in double support both feet move back together and stay planted),
+    then swings forward, knee bent, landing with the hip at +A and at rest. Walking backwards
+    is the same cycle played backwards in time."""
+    style = GAITS[name]
 
     def make(rng, t, duration):
         tracks, weights = blank(t)
-        f = rng.uniform(*frequency)
-        a = rng.uniform(*amplitude) * DEG * (0.75 if backwards else 1.0)
-        k = rng.uniform(*knee) * DEG
-        phase = 2 * np.pi * f * t
-        for side, shift in (("left", 0.0), ("right", np.pi)):
-            flex = a * np.sin(phase + shift)
-            swinging = swing_bump(phase + shift + (np.pi if backwards else 0.0))
-            knee_angle = k * swinging + 5 * DEG
-            ankle = knee_angle - flex + 10 * DEG * swinging  # stance foot flat, toes up in the swing
-            set_leg(tracks, weights, side, flex, 0.0, knee_angle, ankle)
-            arm_phase = -np.sin(phase + shift)  # arms swing against the same-side leg
-            if bent_arms:
-                target = (0.06, -0.28, 0.12 + swing * arm_phase)
-                pole = (0.2, -0.3, -1.0)
+        f = rng.uniform(*style.frequency)
+        a = rng.uniform(*style.hip) * DEG * (0.75 if backwards else 1.0)
+        k = rng.uniform(*style.knee) * DEG
+        cycle = f * t if not backwards else -f * t
+        psi = {"left": np.mod(cycle, 1.0), "right": np.mod(cycle + 0.5, 1.0)}
+        legs = {side: leg_cycle(psi[side], style, a, k) for side in psi}
+        in_stance = {side: psi[side] < style.stance for side in psi}
+        for side, other in (("left", "right"), ("right", "left")):
+            flex, knee, pitch = legs[side]
+            over_a_stance = ~in_stance[side] & in_stance[other]  # (not in a flight phase)
+            knee = np.where(over_a_stance, clear_the_floor(flex, knee, pitch, legs[other], psi[side], style), knee)
+            set_leg(tracks, weights, side, flex, 0.0, knee, pitch - (flex - knee))
+            arm_phase = -np.sin(2 * np.pi * (psi[side] - style.stance / 2))  # against the same-side leg
+            if style.bent_arms:
+                target, pole = (0.06, -0.28, 0.12 + style.arm_swing * arm_phase), (0.2, -0.3, -1.0)
             else:
-                target = (0.07, -0.5, 0.03 + swing * arm_phase)
-                pole = (0.3, 0.0, -1.0)
+                target, pole = (0.07, -0.5, 0.03 + style.arm_swing * arm_phase), (0.3, 0.0, -1.0)
             set_arm(tracks, weights, side, target, pole, weight=0.1)
-        left_swings = np.cos(phase) * (-1 if backwards else 1) > 0
-        set_channels(tracks, weights, stance=np.where(left_swings, -1.0, 1.0),
-                     spine_bend=lean * DEG * (-0.5 if backwards else 1.0),
-                     bump=bump * np.sin(phase) ** 2, yaw_rate=turn_rate(t, duration, turn_deg))
+        only_left = in_stance["left"] & ~in_stance["right"]
+        only_right = in_stance["right"] & ~in_stance["left"]
+        airborne = ~in_stance["left"] & ~in_stance["right"]
+        speed = 2 * LEG_LENGTH * np.sin(a) * f / style.stance * (-1 if backwards else 1)
+        flight_phase = np.mod(cycle - style.stance, 0.5) / (0.5 - style.stance) if style.stance < 0.5 else 0 * t
+        set_channels(tracks, weights, stance=only_left * 1.0 - only_right * 1.0,
+                     spine_bend=style.lean * DEG * (-0.5 if backwards else 1.0),
+                     bump=style.flight * np.sin(np.pi * np.clip(flight_phase, 0, 1)) * airborne,
+                     lock=1.0 - airborne, forward_speed=speed,
+                     yaw_rate=turn_rate(t, duration, turn_deg))
         return tracks, weights
     return make
 
 
-def swing_bump(phase: np.ndarray) -> np.ndarray:
-    """0..1 knee bend of a leg in its swing half cycle (phase -pi/2..pi/2 of its hip sine).
+def leg_cycle(psi: np.ndarray, style: GaitStyle, a: float, k: float):
+    """Hip flexion, knee angle and foot pitch of one leg at cycle fraction psi (0 = foot lands)."""
+    s = style.stance
+    stance = psi < s
+    u_stance = np.clip(psi / s, 0, 1)
+    u_swing = np.clip((psi - s) / (1 - s), 0, 1)
+    flex = np.where(stance, a * (1 - 2 * u_stance), -a * np.cos(np.pi * u_swing))
+    swing_knee = k * np.sin(np.pi * u_swing ** 0.75) ** 1.2
+    knee = 5 * DEG + np.where(stance, style.stance_knee * DEG * np.sin(np.pi * u_stance), swing_knee)
+    # foot pitch: lands toes up, flat, rolls onto the ball before toe-off, toes up again in the swing
+    land = 10 * DEG * (1 - smoothstep(u_stance / 0.25))
+    heel = -HEEL_RISE * smoothstep((u_stance - 0.6) / 0.4)
+    pitch = np.where(stance, land + heel, -HEEL_RISE + (HEEL_RISE + 10 * DEG) * smoothstep(u_swing / 0.5))
+    return flex, knee, pitch
 
-    It peaks early in the swing and is gone when the hip reaches its front extreme, so the
-    foot lands (and becomes the stance foot) only once the leg has stopped moving forward.
-    """
-    u = np.mod(phase + np.pi / 2, 2 * np.pi) / np.pi  # 0..1 during the swing
-    return np.where(u < 1, np.sin(np.pi * np.minimum(u, 1) ** 0.7) ** 1.5, 0.0)
+
+# nominal leg geometry (synthetic_body.random_body scales thigh and shin together)
+THIGH, SHIN, HEEL_HEIGHT, FOOT = 0.385, 0.40, 0.075, (-0.05, 0.13)
+
+
+def _below_ankle(pitch):
+    """How far a foot's lowest point (heel or ball) is below its ankle at this pitch."""
+    ball_drop = -(FOOT[0] * np.cos(pitch) + FOOT[1] * np.sin(pitch))
+    return np.maximum(HEEL_HEIGHT * np.cos(pitch), ball_drop + 0.025)
+
+
+def clear_the_floor(flex, knee, pitch, stance_leg, psi, style: GaitStyle):
+    """Swing knee bent at least enough for the foot to pass a few cm above the stance foot's floor."""
+    stance_flex, stance_knee, stance_pitch = stance_leg
+    floor = THIGH * np.cos(stance_flex) + SHIN * np.cos(stance_flex - stance_knee) + _below_ankle(stance_pitch)
+    u = np.clip((psi - style.stance) / (1 - style.stance), 0, 1)
+    clearance = 0.005 + 0.03 * np.sin(np.pi * u)
+    shin_drop = np.clip((floor - clearance - _below_ankle(pitch) - THIGH * np.cos(flex)) / SHIN, -1.0, 1.0)
+    return np.maximum(knee, flex + np.arccos(shin_drop))
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
 
 
 def turn_rate(t: np.ndarray, duration: float, total_deg: float) -> np.ndarray:
@@ -348,7 +404,8 @@ def _build_library() -> dict[str, Action]:
                ("walking slowly", "strolling"), (2.5, 5.0), gait("walk_slow")),
         Action("walk_fast", "locomotion", ("walks quickly", "walks fast", "walks briskly forward"),
                ("walking quickly", "walking briskly"), (2.5, 5.0), gait("walk_fast")),
-        Action("jog", "locomotion", ("jogs forward", "jogs", "runs at a slow jog"), ("jogging",), (2.0, 4.5), gait("jog")),
+        Action("jog", "locomotion", ("jogs forward", "jogs", "runs at a slow jog"), ("jogging",), (2.0, 4.5),
+               gait("jog")),
         Action("run", "locomotion", ("runs forward", "runs fast", "sprints forward"), ("running",), (2.0, 4.0),
                gait("run")),
         Action("walk_backwards", "locomotion", ("walks backwards", "walks backward", "steps backwards"),
@@ -378,7 +435,8 @@ def _build_library() -> dict[str, Action]:
             Action(f"sidestep_{side}", "locomotion", (f"sidesteps to the {side}", f"steps sideways to the {side}",
                                                    f"shuffles sideways to the {side}"),
                    (f"sidestepping to the {side}",), (2.5, 5.0), sidestep(side)),
-            Action(f"turn_{side}", "locomotion", (f"turns {side}", f"turns to the {side}", f"turns around to the {side}"),
+            Action(f"turn_{side}", "locomotion",
+                   (f"turns {side}", f"turns to the {side}", f"turns around to the {side}"),
                    (f"turning {side}",), (1.5, 3.0), turn_in_place(90.0 if side == "left" else -90.0)),
             Action(f"walk_turn_{side}", "locomotion", (f"walks forward and turns {side}",
                                                         f"walks in a curve to the {side}",

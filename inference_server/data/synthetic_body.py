@@ -175,13 +175,16 @@ def _root_path(body: Body, tracks: np.ndarray, heading: np.ndarray, relative: np
     contact = np.minimum(ankles[..., 1] - body.ankle_height, balls[..., 1] - 0.025)  # (T, 2) sole heights
     named = tracks[:, CH["stance"]]
     stance = np.where(named > 0.5, 0, np.where(named < -0.5, 1, np.argmin(contact, axis=1)))
-    anchor = (ankles + balls) / 2  # (T, 2, 3)
+    anchor = balls  # the ball of the foot: the pivot while the heel rises
     rows = np.arange(len(stance) - 1)
     chosen = stance[1:]
-    step = (anchor[rows, chosen] - anchor[rows + 1, chosen]) * tracks[1:, CH["lock"], None]
+    # a step is locked only when both of its frames are (a foot landing after a flight moved
+    # between them); unlocked steps follow the speed tracks
+    locked = (tracks[:-1, CH["lock"]] * tracks[1:, CH["lock"]])[:, None]
+    step = anchor[rows, chosen] - anchor[rows + 1, chosen]
     step[:, 1] = 0.0
-    extra = np.stack([tracks[:, CH["side_speed"]], np.zeros(len(tracks)), tracks[:, CH["forward_speed"]]], -1) / fps
-    step += apply(heading[1:], extra[1:])
+    speed = np.stack([tracks[:, CH["side_speed"]], np.zeros(len(tracks)), tracks[:, CH["forward_speed"]]], -1) / fps
+    step = locked * step + (1 - locked) * apply(heading[1:], speed[1:])
     path = np.zeros((len(tracks), 3))
     path[1:] = np.cumsum(step, axis=0)
     path[:, 1] = -contact.min(axis=1) + tracks[:, CH["bump"]]
