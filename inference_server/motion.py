@@ -215,8 +215,8 @@ def _same_case(word: str, model: str) -> str:
 # ---- quaternions (w, x, y, z), vectorised over leading axes ----
 
 def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
     return np.stack([
         aw * bw - ax * bx - ay * by - az * bz,
         aw * bx + ax * bw + ay * bz - az * by,
@@ -225,12 +225,19 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ], axis=-1)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # np.cross is slow on many small vectors; this is the same formula, broadcast
+    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                     a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+
+
 def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate vectors v (..., 3) by unit quaternions q (..., 4)."""
     w = q[..., :1]
     axis = q[..., 1:]
-    t = 2.0 * np.cross(axis, v)
-    return v + w * t + np.cross(axis, t)
+    t = 2.0 * _cross(axis, v)
+    return v + w * t + _cross(axis, t)
 
 
 def quat_from_axis_angle(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:

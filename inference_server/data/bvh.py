@@ -53,6 +53,7 @@ class BvhFile:
         translations = np.broadcast_to(self.offsets, (frames,) + self.offsets.shape).copy()
         rotations = np.zeros((frames, len(self.names), 4))
         rotations[..., 0] = 1.0
+        by_order: dict[str, tuple[list[int], list[list[int]]]] = {}  # Euler order -> joints, columns
         column = 0
         for joint, channels in enumerate(self.channels):
             order, rotation_columns = "", []
@@ -65,7 +66,11 @@ class BvhFile:
                     rotation_columns.append(column)
                 column += 1
             if order:
-                rotations[:, joint] = euler_to_quat(self.frames[:, rotation_columns], order)
+                joints, columns = by_order.setdefault(order, ([], []))
+                joints.append(joint)
+                columns.append(rotation_columns)
+        for order, (joints, columns) in by_order.items():  # one vectorised call per Euler order
+            rotations[:, joints] = euler_to_quat(self.frames[:, columns], order)
         return translations, rotations
 
     def forward_kinematics(self) -> tuple[np.ndarray, np.ndarray]:

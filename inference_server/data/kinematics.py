@@ -37,18 +37,30 @@ def forward_kinematics(parents: list[int], translations: np.ndarray, rotations: 
     """Local translations (T, J, 3) and rotations (T, J, 4) -> world positions and rotations.
 
     Joints must be ordered parents first. The root's translation is its world position.
+    Joints at the same depth are solved together.
     """
-    frames, joints = translations.shape[:2]
-    positions = np.empty((frames, joints, 3))
-    world = np.empty((frames, joints, 4))
-    for joint, parent in enumerate(parents):
-        if parent < 0:
-            positions[:, joint] = translations[:, joint]
-            world[:, joint] = rotations[:, joint]
+    positions = np.empty(translations.shape)
+    world = np.empty(rotations.shape)
+    for level in _levels(parents):
+        joints = np.array(level)
+        parent = np.array([parents[j] for j in level])
+        if parent[0] < 0:
+            positions[:, joints] = translations[:, joints]
+            world[:, joints] = rotations[:, joints]
         else:
-            positions[:, joint] = positions[:, parent] + quat_rotate(world[:, parent], translations[:, joint])
-            world[:, joint] = quat_mul(world[:, parent], rotations[:, joint])
+            positions[:, joints] = positions[:, parent] + quat_rotate(world[:, parent], translations[:, joints])
+            world[:, joints] = quat_mul(world[:, parent], rotations[:, joints])
     return positions, world
+
+
+def _levels(parents: list[int]) -> list[list[int]]:
+    """Joints grouped by depth in the tree (roots first)."""
+    depth: list[int] = []
+    for joint, parent in enumerate(parents):
+        if parent >= joint:
+            raise ValueError(f"joint {joint}'s parent {parent} does not come before it")
+        depth.append(0 if parent < 0 else depth[parent] + 1)
+    return [[j for j, d in enumerate(depth) if d == level] for level in range(max(depth) + 1)]
 
 
 def interpolate_chain(chain: np.ndarray, fractions) -> np.ndarray:
