@@ -104,7 +104,7 @@ def captions_for(content: str, style: str, key: str) -> list[str]:
     other = NEUTRAL_SUBJECTS[(pick + 1) % len(NEUTRAL_SUBJECTS)]
     captions = [
         f"{styled_subjects[pick % 2]} {phrases[pick % len(phrases)]}",
-        f"{neutral} {phrases[(pick + 1) % len(phrases)]} {manners[pick % 2]}",
+        f"{neutral} {phrases[0]} {manners[pick % 2]}",  # the plainest phrase takes the manner words
         f"{other} {phrases[(pick + 2) % len(phrases)]}",
         f"{styled_subjects[(pick + 1) % 2]} {phrases[(pick + 3) % len(phrases)]}",
     ]
