@@ -7,19 +7,22 @@ them and raises bridge.protocol.ProtocolError(code, message) for requests it ref
 """
 from __future__ import annotations
 
-import math
+import logging
+import time
 
 import numpy as np
 import torch
 
 from bridge.protocol import BAD_REQUEST, DEFAULT_K, MAX_K, MAX_TEXT_CHARS, NOT_FOUND, PROTOCOL_VERSION, ProtocolError
 from inference_server.errors import DataError
-from inference_server.jami import BAND, FPS, FRAMES, PART_NAMES
+from inference_server.jami import BAND, FPS, PART_NAMES
 from inference_server.maxsim import pooled_scores, token_patch_relevance
 from inference_server.motion import Motion
 
+log = logging.getLogger("t2m.server")
+
 DESCRIBE_K = 5
-MAX_DESCRIBE_FRAMES = 20 * 60 * 120  # two minutes at 120 fps
+MAX_DESCRIBE_FRAMES = 10 * 60 * 60  # ten minutes at 60 fps (9.5 MB of float32)
 MAX_FPS = 1000.0
 # Caption-bank rows scored at once by describe (bounds the (rows, tokens, 196) similarity block).
 _BANK_CHUNK = 2048
@@ -87,7 +90,7 @@ class Engine:
         embedding = self._embed_one(text)
         relevance = token_patch_relevance(torch.from_numpy(embedding.vectors),
                                           torch.from_numpy(self._patches(row))).numpy()
-        windows = motion_windows(self.index.meta(row)["duration"])
+        windows = self.index.valid_windows(row)
         result = {"tokens": list(embedding.tokens), "parts": list(PART_NAMES),
                   "window_seconds": BAND / FPS}
         return result, {"relevance": np.ascontiguousarray(relevance[:, :, :windows], dtype=np.float32)}
@@ -116,7 +119,9 @@ class Engine:
     def similar(self, motion_id, k=DEFAULT_K) -> tuple[dict, dict]:
         k = check_k(k)
         row = self._row(motion_id)
-        hits = self.searcher.search_batch([self._patches(row)], k + 1)[0]
+        # The query side is the motion's patches over the windows it fills (not its padding).
+        query = self._patches(row)[: self.index.valid_windows(row) * len(PART_NAMES)]
+        hits = self.searcher.search_batch([query], k + 1)[0]
         hits = [hit for hit in hits if hit.row != row][:k]
         return {"results": self._results(hits), "tokens": []}, {}
 
@@ -175,8 +180,8 @@ class CaptionBank:
 
     @classmethod
     def build(cls, retriever, index) -> CaptionBank:
-        texts = list(dict.fromkeys(text for row in range(len(index))
-                                   for text in motion_captions(index.meta(row)) if text.strip()))
+        started = time.perf_counter()
+        texts = list(dict.fromkeys(text for row in range(len(index)) for text in _bank_texts(index.meta(row))))
         embeddings = _embed_skipping_empty(retriever, texts)
         texts = [text for text, emb in zip(texts, embeddings) if emb is not None]
         embeddings = [emb for emb in embeddings if emb is not None]
@@ -186,8 +191,8 @@ class CaptionBank:
         for row, emb in enumerate(embeddings):
             vectors[row, :len(emb.vectors)] = torch.from_numpy(emb.vectors)
             mask[row, :len(emb.vectors)] = True
-        device = retriever.device
-        return cls(texts, vectors.to(device), mask.to(device), retriever.pooling)
+        log.info("caption bank: %d texts embedded in %.1f s", len(texts), time.perf_counter() - started)
+        return cls(texts, vectors.to(retriever.device), mask.to(retriever.device), retriever.pooling)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -204,6 +209,11 @@ class CaptionBank:
             for start in range(0, len(self.texts), _BANK_CHUNK)])
         top = torch.topk(scores, min(k, len(self.texts)))
         return [{"text": self.texts[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def _bank_texts(meta: dict) -> list[str]:
+    texts = [str(caption) for caption in meta.get("captions") or []] + [label_text(meta.get("labels") or {})]
+    return [text for text in texts if text.strip()]
 
 
 def _embed_skipping_empty(retriever, texts: list[str]) -> list:
@@ -238,20 +248,26 @@ def check_k(k) -> int:
     return k
 
 
-def motion_windows(duration: float) -> int:
-    """Time windows of the JAMI a motion fills: ceil(min(frames at 20 fps, 224) / 16), >= 1."""
-    frames = max(1, int(round(duration * FPS)))
-    return max(1, math.ceil(min(frames, FRAMES) / BAND))
+# Label keys that describe what a motion shows (others, like "rig" or "take", do not).
+DESCRIPTIVE_LABELS = ("content", "style", "action", "actions", "clip")
 
 
 def motion_captions(meta: dict) -> list[str]:
-    """A motion's captions; when it has none, its labels as text ("wave left hand, elderly")."""
+    """A motion's captions; when it has none, its descriptive labels as one text."""
     captions = [str(caption) for caption in meta.get("captions") or []]
-    if captions:
-        return captions
-    labels = meta.get("labels") or {}
-    words = [str(value).replace("-", " ").replace("_", " ") for value in labels.values() if value]
-    return [", ".join(words)] if words else []
+    label = label_text(meta.get("labels") or {})
+    return captions or ([label] if label else [])
+
+
+def label_text(labels: dict) -> str:
+    """Descriptive labels as words: {"content": "wave-left-hand", "style": "elderly"} ->
+    "wave left hand, elderly"; lists of strings are joined, other values skipped."""
+    words = []
+    for key in DESCRIPTIVE_LABELS:
+        value = labels.get(key)
+        values = value if isinstance(value, list) else [value]
+        words += [item.replace("-", " ").replace("_", " ").strip() for item in values if isinstance(item, str)]
+    return ", ".join(word for word in words if word)
 
 
 def _motion_from_wire(positions, fps) -> Motion:
