@@ -49,6 +49,6 @@ def open_backend(server: str | None = None, index: str | None = None, model: str
     if not index:
         from inference_server import default
 
-        index, model = default.ensure_default()
+        model, index = default.model_and_index()
     retriever = Retriever.load(model, device=device)
     return LocalBackend(Engine(retriever, MotionIndex.load(index, retriever)))

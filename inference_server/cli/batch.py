@@ -77,7 +77,7 @@ def run_demo_command(args) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    default.ensure_default(progress=True)
+    default.model_and_index(progress=True)
     address = f"tcp://127.0.0.1:{_free_port()}"
     server = _start_server(address, out / "server.log")
     try:
