@@ -108,12 +108,13 @@ def to_blender_axes(positions_y_up: np.ndarray) -> np.ndarray:
 
 
 def resample(positions: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
-    """Linear resampling in time; the clip keeps its duration (T - 1) / fps."""
+    """Linear resampling in time. A clip of T frames lasts T / fps seconds (each frame
+    1 / fps, as the server's `duration`) and becomes round(T / fps * target_fps) frames;
+    output frame k samples time k / target_fps, held at the last source frame."""
     count = len(positions)
     if count < 2 or abs(fps - target_fps) < 1e-9:
         return np.array(positions, dtype=np.float64)
-    duration = (count - 1) / fps
-    out_count = int(np.floor(duration * target_fps + 1e-6)) + 1  # never past the last source frame
+    out_count = max(1, int(np.floor(count / fps * target_fps + 0.5)))
     source_time = np.minimum(np.arange(out_count) * (fps / target_fps), count - 1)
     lower = np.floor(source_time).astype(int)
     upper = np.minimum(lower + 1, count - 1)

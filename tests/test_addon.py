@@ -127,7 +127,7 @@ def test_search_fills_results_and_tokens(results):
 def test_apply_follows_the_source_motion(results, rig):
     applied = results["apply"][rig]
     assert applied["max_angle"] < MAX_ANGLE, applied
-    assert applied["frames"] == applied["expected_frames"]
+    assert applied["frames"] == applied["expected_frames"] == applied["duration_frames"]
     assert applied["hip_path_error"] < 1e-3
     assert applied["action"].startswith("T2M ")
 
@@ -164,9 +164,9 @@ def test_disable_stops_polling(results):
 
 def expected_world_positions(positions: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
     """The source as a rig should follow it (written independently of retarget.py):
-    linear resampling, Y-up -> Z-up, turned so that frame 0's hips face -Y."""
-    duration = (len(positions) - 1) / fps
-    count = int(np.floor(duration * target_fps + 1e-6)) + 1
+    linear resampling (held at the last frame), Y-up -> Z-up, turned so that frame 0's
+    hips face -Y."""
+    count = int(np.floor(len(positions) / fps * target_fps + 0.5))  # the clip lasts frames / fps
     times = np.minimum(np.arange(count) / target_fps * fps, len(positions) - 1)
     flat = positions.reshape(len(positions), -1)
     resampled = np.stack([np.interp(times, np.arange(len(positions)), column) for column in flat.T], axis=1)
@@ -298,7 +298,9 @@ def _measure(bpy, package, scene, obj, index: int, address: str) -> dict:
     ratio = action["t2m_scale"]
     path = hips[:, :2] - hips[0, :2]
     source_path = expected[:, 0, :2] - expected[0, 0, :2]
+    duration_frames = int(np.floor(scene.t2m.results[index].duration * 30.0 + 0.5))  # search's duration
     return {"max_angle": worst, "frames": last - first + 1, "expected_frames": len(expected),
+            "duration_frames": duration_frames,
             "hip_path_error": float(np.abs(path - ratio * source_path).max()), "action": action.name}
 
 

@@ -104,7 +104,7 @@ def world_head(obj, bone_name):
 @pytest.mark.parametrize("make_rig", [smpl_rig, mixamo_rig], ids=["smpl-T", "mixamo-A-rolled-scaled-yup"])
 def test_bone_directions_follow_the_source_on_every_frame(scene, make_rig):
     rig = make_rig()
-    positions = fk_motion(frames=41, seed=1)
+    positions = fk_motion(frames=40, seed=1)
     action = retarget.apply_motion(rig, positions, 20.0, "fk walk")
     bone_map = retarget.resolve_bone_map(rig, None)
     assert len(bone_map) == 22
@@ -112,7 +112,7 @@ def test_bone_directions_follow_the_source_on_every_frame(scene, make_rig):
     errors = direction_errors(rig, bone_map, expected, scene.frame_start)
     assert errors.shape[1] == 17  # every non-leaf joint
     assert errors.max() < MAX_ANGLE, f"worst bone direction error {errors.max():.2f} deg"
-    assert tuple(action.frame_range) == (1.0, 1.0 + 60)  # 2 s at 30 fps
+    assert tuple(action.frame_range) == (1.0, 60.0)  # 40 frames at 20 fps = 2 s = 60 frames at 30 fps
 
 
 def test_hip_path_is_scaled_by_the_leg_ratio(scene):
@@ -148,13 +148,13 @@ def test_in_place_keeps_the_hips_over_their_start(scene):
 
 def test_manual_scale_and_start_frame(scene):
     rig = smpl_rig()
-    positions = fk_motion(frames=21, seed=4)
+    positions = fk_motion(frames=20, seed=4)
     action = retarget.apply_motion(rig, positions, 20.0, "walk", scale=2.0, start_frame=101)
-    assert tuple(action.frame_range) == (101.0, 131.0)
+    assert tuple(action.frame_range) == (101.0, 130.0)
     expected = expected_positions(positions, 20.0, scene)
     scene.frame_set(101)
     first = world_head(rig, "Pelvis")
-    scene.frame_set(131)
+    scene.frame_set(130)
     last = world_head(rig, "Pelvis")
     np.testing.assert_allclose(last[:2] - first[:2], 2.0 * (expected[-1, 0, :2] - expected[0, 0, :2]), atol=1e-4)
 
@@ -258,13 +258,15 @@ def test_synthetic_and_bandai_motions(scene):
 
 
 def test_resample_keeps_the_duration():
-    positions = np.random.default_rng(0).normal(size=(41, 22, 3))
+    positions = np.random.default_rng(0).normal(size=(40, 22, 3))
     out = retarget.resample(positions, 20.0, 30.0)
-    assert len(out) == 61
+    assert len(out) == 60  # 2 s either way
     np.testing.assert_allclose(out[0], positions[0])
-    np.testing.assert_allclose(out[-1], positions[-1])
-    np.testing.assert_allclose(out[3], (positions[2]))
+    np.testing.assert_allclose(out[3], positions[2])
     np.testing.assert_allclose(out[1], positions[0] + (positions[1] - positions[0]) * 2 / 3)
+    np.testing.assert_allclose(out[-1], positions[-1])  # time 59/30 s is past the last sample: held
+    assert len(retarget.resample(positions, 20.0, 24.0)) == 48
+    assert len(retarget.resample(positions[:7], 30.0, 24.0)) == 6  # 0.233 s -> 5.6 frames
 
 
 def test_bad_inputs_are_refused_with_a_reason(scene):
