@@ -83,17 +83,25 @@ class Server:
 
     def serve_forever(self) -> None:
         context = zmq.Context()
-        socket = self._open_socket(context)
+        socket = None
         try:
+            socket = self._open_socket(context)
             log.info("listening on %s%s", self.address, " (CurveZMQ)" if self._curve_keys else "")
             self.ready.set()
             while not self._stop.is_set():
                 if socket.poll(100, zmq.POLLIN):
-                    self._handle(socket, self._drain(socket))
+                    self._serve_once(socket)
         finally:
-            socket.close(linger=0)
+            if socket is not None:
+                socket.close(linger=0)
             context.term()
             self.ready.clear()
+
+    def _serve_once(self, socket: zmq.Socket) -> None:
+        try:
+            self._handle(socket, self._drain(socket))
+        except Exception:  # a bug of ours, not the client's input: keep serving the others
+            log.exception("unexpected error while serving a batch of requests")
 
     # ---------------------------------------------------------------- socket
 
