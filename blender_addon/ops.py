@@ -248,9 +248,13 @@ def _undo_push(message: str) -> None:
     if bpy.app.background:
         return
     windows = bpy.context.window_manager.windows
-    if windows:
+    if not windows:
+        return
+    try:
         with bpy.context.temp_override(window=windows[0]):
             bpy.ops.ed.undo_push(message=message)
+    except RuntimeError as error:  # the motion is applied either way; only its undo step is missing
+        print(f"T2M: no undo step for {message!r}: {error}")
 
 
 def _on_explain(scene, data, result, arrays) -> None:
