@@ -19,45 +19,49 @@ import torch
 
 STORAGES = ("fp32", "fp16", "int8", "pq")
 PQ_CODEWORDS = 256
-KMEANS_CHUNK = 8192
+KMEANS_CHUNK = 8192  # points x groups assigned at once
+PQ_SAMPLE = 16384
 
 
 def kmeans(points: torch.Tensor, clusters: int, iterations: int = 10, seed: int = 0,
            spherical: bool = False) -> torch.Tensor:
-    """Lloyd's k-means on (n, d) float32 points -> (clusters, d) centres.
+    """Lloyd's k-means; points (n, d) -> centres (clusters, d), or (G, n, d) -> (G, clusters, d).
 
-    `spherical` uses cosine assignment and unit-norm centres (for L2-normed embeddings).
-    Empty clusters are re-seeded from random points so every centre stays in use.
+    A leading group axis runs G independent k-means at once (PQ's subspaces). `spherical`
+    uses cosine assignment and unit-norm centres (for L2-normed embeddings). Empty clusters
+    are re-seeded from random points so every centre stays in use.
     """
+    grouped = points if points.dim() == 3 else points.unsqueeze(0)
+    groups, n, _ = grouped.shape
     generator = torch.Generator().manual_seed(seed)
-    n = points.shape[0]
-    centres = points[torch.randperm(n, generator=generator)[:clusters]].clone()
-    if centres.shape[0] < clusters:  # fewer points than clusters: repeat some
-        extra = torch.randint(0, n, (clusters - centres.shape[0],), generator=generator)
-        centres = torch.cat([centres, points[extra]])
+    seeds = torch.randperm(n, generator=generator)[:clusters]
+    if len(seeds) < clusters:  # fewer points than clusters: repeat some
+        seeds = torch.cat([seeds, torch.randint(0, n, (clusters - len(seeds),), generator=generator)])
+    centres = grouped[:, seeds].clone()
     for _ in range(iterations):
-        labels = assign(points, centres, spherical)
-        sums = torch.zeros_like(centres).index_add_(0, labels, points)
-        counts = torch.bincount(labels, minlength=clusters).to(points.dtype)
-        empty = counts == 0
-        centres = sums / counts.clamp(min=1).unsqueeze(1)
-        if empty.any():
-            centres[empty] = points[torch.randint(0, n, (int(empty.sum()),), generator=generator)]
+        labels = assign(grouped, centres, spherical)  # (G, n)
+        sums = torch.zeros_like(centres).scatter_add_(1, labels.unsqueeze(-1).expand_as(grouped), grouped)
+        counts = torch.zeros(groups, clusters).scatter_add_(1, labels, torch.ones(groups, n))
+        centres = sums / counts.clamp(min=1).unsqueeze(-1)
+        empty = (counts == 0).nonzero()
+        if len(empty):
+            refill = torch.randint(0, n, (len(empty),), generator=generator)
+            centres[empty[:, 0], empty[:, 1]] = grouped[empty[:, 0], refill]
         if spherical:
-            centres = torch.nn.functional.normalize(centres, dim=1)
-    return centres
+            centres = torch.nn.functional.normalize(centres, dim=-1)
+    return centres if points.dim() == 3 else centres[0]
 
 
 def assign(points: torch.Tensor, centres: torch.Tensor, spherical: bool = False) -> torch.Tensor:
-    """Index of the nearest centre of each point (cosine when spherical, else Euclidean)."""
-    half_norms = None if spherical else 0.5 * (centres * centres).sum(1)
-    labels = []
-    for start in range(0, points.shape[0], KMEANS_CHUNK):
-        sims = points[start:start + KMEANS_CHUNK] @ centres.T
-        if half_norms is not None:
-            sims -= half_norms  # argmin |x-c|^2 = argmax x.c - |c|^2/2
-        labels.append(sims.argmax(1))
-    return torch.cat(labels)
+    """Nearest centre (cosine when spherical, else Euclidean) of points (n, d) or (G, n, d) -> (n,) / (G, n)."""
+    if points.dim() == 2:
+        return assign(points.unsqueeze(0), centres.unsqueeze(0), spherical)[0]
+    # argmin |x - c|^2 = argmax x.c - |c|^2 / 2
+    offset = torch.zeros_like(centres[..., 0]) if spherical else -0.5 * (centres * centres).sum(-1)
+    chunk = max(1, KMEANS_CHUNK // points.shape[0])
+    labels = [torch.baddbmm(offset.unsqueeze(1), points[:, start:start + chunk], centres.transpose(1, 2)).argmax(-1)
+              for start in range(0, points.shape[1], chunk)]
+    return torch.cat(labels, dim=1)
 
 
 @dataclass(frozen=True)
@@ -147,19 +151,16 @@ class PQCodec(Codec):
 
     def fit(self, sample, centroids=None):
         self.centroids = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
-        points = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
+        points = torch.from_numpy(np.ascontiguousarray(sample[:PQ_SAMPLE], dtype=np.float32))
         residuals = points - self.centroids[assign(points, self.centroids, spherical=True)]
-        sub = residuals.reshape(len(points), self.subspaces, -1)
-        self.codebooks = torch.stack([kmeans(sub[:, s].contiguous(), PQ_CODEWORDS, seed=s)
-                                      for s in range(self.subspaces)])
+        sub = residuals.reshape(len(points), self.subspaces, -1).transpose(0, 1).contiguous()
+        self.codebooks = kmeans(sub, PQ_CODEWORDS, iterations=8)
 
     def encode(self, vectors, centroid_codes=None):
         flat = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).reshape(-1, self.dim)
         codes = torch.from_numpy(centroid_codes.astype(np.int64)).reshape(-1)
-        sub = (flat - self.centroids[codes]).reshape(len(flat), self.subspaces, -1)
-        out = torch.empty(len(flat), self.subspaces, dtype=torch.uint8)
-        for s in range(self.subspaces):
-            out[:, s] = assign(sub[:, s].contiguous(), self.codebooks[s]).to(torch.uint8)
+        sub = (flat - self.centroids[codes]).reshape(len(flat), self.subspaces, -1).transpose(0, 1)
+        out = assign(sub.contiguous(), self.codebooks).T.to(torch.uint8)  # (n, m)
         return {"pq_codes": out.reshape(*vectors.shape[:-1], self.subspaces).numpy()}
 
     def decode(self, fields, centroid_codes=None):
@@ -170,10 +171,6 @@ class PQCodec(Codec):
         residual = torch.nn.functional.embedding(codes + offsets, books).flatten(-2)
         centres = torch.nn.functional.embedding(centroid_codes.long(), self.centroids.to(device))
         return centres + residual
-
-    def to(self, device) -> "PQCodec":
-        self.codebooks, self.centroids = self.codebooks.to(device), self.centroids.to(device)
-        return self
 
 
 def make_codec(storage: str, patches: int, dim: int, pq_subspaces: int = 32) -> Codec:

@@ -153,6 +153,9 @@ class MotionIndex:
         """motion_id, name, source, duration, fps, captions, labels (and split, frames, content_hash)."""
         return dict(self._metas[i])
 
+    def __contains__(self, motion_id) -> bool:
+        return motion_id in self._rows
+
     def row(self, motion_id: str) -> int:
         """Row of a motion id; KeyError if unknown."""
         return self._rows[motion_id]

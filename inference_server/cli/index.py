@@ -1,0 +1,219 @@
+"""`t2m index build|push|info`, `t2m search` and `t2m similar`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inference_server.cli import CliError, add_json_flag
+
+STORAGE_CHOICES = ("fp16", "int8", "pq", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def register(subparsers) -> None:
+    index = subparsers.add_parser("index", help="build, inspect and push a motion library index")
+    actions = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    _register_build(actions)
+    _register_push(actions)
+    _register_info(actions)
+    _register_search(subparsers)
+    _register_similar(subparsers)
+
+
+def _register_build(actions) -> None:
+    build = actions.add_parser(
+        "build", help="embed a motion library into an index",
+        description="Embed every motion of LIBRARY (a data spec: bvh:DIR, bandai:DIR, humanml3d:DIR, "
+                    "synthetic:N, ...) with a checkpoint. Writing is atomic: INDEX is replaced only "
+                    "once the new index is complete. Bad files are skipped and listed.")
+    build.add_argument("library", metavar="LIBRARY", help="data spec of the motion library")
+    build.add_argument("--model", type=Path, required=True, metavar="CKPT", help="checkpoint folder")
+    build.add_argument("--out", type=Path, required=True, metavar="INDEX", help="index folder to write")
+    build.add_argument("--storage", choices=STORAGE_CHOICES, default=None,
+                       help="patch store: fp16 (default, 50 KB/motion at d=128), int8 (25 KB), "
+                            "pq (residual product quantisation, 6.6 KB), fp32")
+    build.add_argument("--pq-subspaces", type=int, default=32, metavar="M",
+                       help="pq: sub-vectors per patch, 1 byte each (must divide the embedding size)")
+    build.add_argument("--update", action="store_true",
+                       help="embed only new or changed motions and reuse the rest of the existing INDEX")
+    build.add_argument("--batch-size", type=int, default=64, metavar="N", help="motions embedded at once")
+    build.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs")
+    add_json_flag(build)
+    build.set_defaults(handler=run_build)
+
+
+def _register_push(actions) -> None:
+    push = actions.add_parser(
+        "push", help="copy an index into a Qdrant multivector collection",
+        description="Create (or replace) COLLECTION with one point per motion: its patch vectors as a "
+                    "multivector compared with MAX_SIM. URL: http(s)://host:port, local:PATH or :memory:.")
+    push.add_argument("index", type=Path, metavar="INDEX")
+    push.add_argument("--qdrant", required=True, metavar="URL", help="Qdrant server URL or local:PATH")
+    push.add_argument("--collection", required=True, metavar="NAME")
+    push.add_argument("--batch-size", type=int, default=32, metavar="N", help="points per upsert")
+    add_json_flag(push)
+    push.set_defaults(handler=run_push)
+
+
+def _register_info(actions) -> None:
+    info = actions.add_parser("info", help="describe an index", description="Model, storage, size and splits of INDEX.")
+    info.add_argument("index", type=Path, metavar="INDEX")
+    add_json_flag(info)
+    info.set_defaults(handler=run_info)
+
+
+def _register_search(subparsers) -> None:
+    search = subparsers.add_parser(
+        "search", help="top-k motions for a text",
+        description="Rank the library for TEXT by MaxSim, locally (--index + --model) or through a "
+                    "running server (--server).")
+    search.add_argument("text", metavar="TEXT")
+    search.add_argument("-k", type=int, default=10, metavar="K", help="results (default 10)")
+    search.add_argument("--index", type=Path, metavar="INDEX")
+    search.add_argument("--model", type=Path, metavar="CKPT")
+    search.add_argument("--server", metavar="ADDR", help="ask a t2m server instead (e.g. tcp://127.0.0.1:5557)")
+    search.add_argument("--timeout", type=float, default=30.0, metavar="S", help="--server reply timeout")
+    search.add_argument("--exact", action="store_true", help="brute-force MaxSim even on a large library")
+    search.add_argument("--device", choices=DEVICES, default="auto")
+    add_json_flag(search)
+    search.set_defaults(handler=run_search)
+
+
+def _register_similar(subparsers) -> None:
+    similar = subparsers.add_parser(
+        "similar", help="motions similar to a motion of the index",
+        description="Rank the library by MaxSim with MOTION_ID's patch vectors (of its windows that hold "
+                    "motion) as the query side: every patch of the query motion finds its best patch in "
+                    "each candidate; the mean of those maxima is the score. The motion itself is left out.")
+    similar.add_argument("motion_id", metavar="MOTION_ID")
+    similar.add_argument("--index", type=Path, required=True, metavar="INDEX")
+    similar.add_argument("--model", type=Path, metavar="CKPT", help="check that INDEX was built with this model")
+    similar.add_argument("-k", type=int, default=10, metavar="K")
+    similar.add_argument("--exact", action="store_true", help="brute-force MaxSim even on a large library")
+    similar.add_argument("--device", choices=DEVICES, default="auto")
+    add_json_flag(similar)
+    similar.set_defaults(handler=run_similar)
+
+
+# ------------------------------------------------------------------ handlers
+
+def run_build(args: argparse.Namespace) -> dict:
+    from inference_server.index.build import build_index
+    from inference_server.retriever import Retriever
+
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    retriever = Retriever.load(args.model, device=args.device)
+    report = build_index(args.library, retriever, args.out, storage=args.storage, update=args.update,
+                         batch_size=args.batch_size, progress=True, pq_subspaces=args.pq_subspaces)
+    return report if args.json else _print_build(report)
+
+
+def run_push(args: argparse.Namespace) -> dict:
+    from inference_server.index import MotionIndex
+    from inference_server.index.qdrant import push_index
+
+    index = MotionIndex.load(args.index, device="cpu")
+    return push_index(index, args.qdrant, args.collection, batch_size=args.batch_size, progress=True)
+
+
+def run_info(args: argparse.Namespace) -> dict:
+    from inference_server.index import MotionIndex
+    from inference_server.index.store import folder_bytes
+
+    index = MotionIndex.load(args.index, device="cpu")
+    manifest = index.manifest
+    splits: dict[str, int] = {}
+    for row in range(len(index)):
+        split = index.meta(row).get("split") or "none"
+        splits[split] = splits.get(split, 0) + 1
+    return {"path": str(args.index), "motions": len(index), "storage": manifest["storage"],
+            "model": manifest["model"], "patches": manifest["patches"], "dim": manifest["dim"],
+            "centroids": manifest["centroids"], "bytes": folder_bytes(args.index),
+            "bytes_per_motion": manifest["bytes_per_motion"], "splits": dict(sorted(splits.items())),
+            "created": manifest["created"]}
+
+
+def run_search(args: argparse.Namespace) -> dict | None:
+    if args.k < 1:
+        raise CliError("-k must be at least 1")
+    if args.server:
+        if args.index or args.model:
+            raise CliError("use either --server or --index with --model, not both")
+        result = _search_server(args.server, args.text, args.k, args.timeout)
+    elif args.index and args.model:
+        result = _search_local(args)
+    else:
+        raise CliError("give --index INDEX --model CKPT, or --server ADDR")
+    return result if args.json else _print_hits(result)
+
+
+def run_similar(args: argparse.Namespace) -> dict | None:
+    from inference_server.index import MotionIndex
+
+    if args.k < 1:
+        raise CliError("-k must be at least 1")
+    index = MotionIndex.load(args.index, device=args.device)
+    if args.model:
+        from inference_server.model import fingerprint
+
+        index.check_model(fingerprint(args.model))
+    if args.motion_id not in index:
+        raise CliError(f"no motion {args.motion_id!r} in index {args.index}")
+    hits = index.similar(index.row(args.motion_id), args.k, exact=args.exact)
+    result = {"query": args.motion_id, "results": _results(index, hits), "tokens": [],
+              "method": "maxsim over the query motion's patches"}
+    return result if args.json else _print_hits(result)
+
+
+# ------------------------------------------------------------------ helpers
+
+def _search_local(args: argparse.Namespace) -> dict:
+    from inference_server.index import MotionIndex
+    from inference_server.retriever import Retriever
+
+    retriever = Retriever.load(args.model, device=args.device)
+    index = MotionIndex.load(args.index, retriever)
+    embedding = retriever.embed_texts([args.text])[0]
+    hits = index.search(embedding, args.k, exact=args.exact)
+    return {"results": _results(index, hits), "tokens": list(embedding.tokens)}
+
+
+def _search_server(address: str, text: str, k: int, timeout: float) -> dict:
+    from bridge.client import Client
+    from bridge.protocol import ProtocolError, ServerUnreachable
+
+    try:
+        with Client(address, timeout=timeout) as client:
+            result, _ = client.call("search", {"text": text, "k": k})
+    except (ProtocolError, ServerUnreachable) as error:
+        raise CliError(f"server {address}: {error}") from None
+    return result
+
+
+def _results(index, hits) -> list[dict]:
+    from inference_server.engine import motion_captions
+
+    results = []
+    for hit in hits:
+        meta = index.meta(hit.row)
+        results.append({"motion_id": meta["motion_id"], "name": meta["name"], "score": round(hit.score, 6),
+                        "duration": meta["duration"], "captions": motion_captions(meta)})
+    return results
+
+
+def _print_hits(result: dict) -> None:
+    if result.get("tokens"):
+        print("tokens: " + " ".join(result["tokens"]))
+    for rank, item in enumerate(result["results"], 1):
+        print(f"{rank:3d}  {item['score']:.4f}  {item['motion_id']}  {item['name']}")
+    return None
+
+
+def _print_build(report: dict) -> None:
+    print(f"{report['path']}: {report['motions']} motions ({report['embedded']} embedded, "
+          f"{report['reused']} reused), {report['storage']}, {report['bytes'] / 1e6:.1f} MB")
+    for skipped in report["skipped"]:
+        print(f"skipped {skipped['path']}: {skipped['error']}", file=sys.stderr)
+    return None
