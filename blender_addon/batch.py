@@ -221,6 +221,7 @@ def run_batch(prompts_path: str | Path, rig: str, out_dir: str | Path, backend, 
         raise BatchError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_partials(out_dir)
     prompts, failed = read_prompts(prompts_path)
     obj = load_rig(rig, armature)
     previous = _previous_records(out_dir)
@@ -239,6 +240,12 @@ def run_batch(prompts_path: str | Path, rig: str, out_dir: str | Path, backend, 
     _write_summaries(out_dir, records, failed)
     return {"done": len(records), "failed": failed, "outputs": [str(out_dir / r["output"]) for r in records],
             "summary": str(out_dir / "summary.json"), "review": str(review)}
+
+
+def _remove_partials(out_dir: Path) -> None:
+    """Files a killed run (SIGKILL, power loss) left half-written: never outputs, so drop them."""
+    for partial in out_dir.glob("*.partial*"):
+        partial.unlink()
 
 
 def _run_one(obj, backend, prompt: Prompt, path: Path, fmt: str, previous: dict | None):

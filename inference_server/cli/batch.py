@@ -5,7 +5,9 @@ Both import the extension's code (and bpy) lazily, only when they run, so the re
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -62,12 +64,29 @@ def run_batch_command(args) -> dict:
 
     backend = open_backend(args.server, args.index, args.model, args.device)
     try:
-        summary = run_batch(args.prompts, args.rig, args.out, backend, fmt=args.format, armature=args.armature)
+        with blender_output_to_stderr():
+            summary = run_batch(args.prompts, args.rig, args.out, backend, fmt=args.format,
+                                armature=args.armature)
     except (BatchError, AddonError) as error:
         raise CliError(str(error)) from None
     finally:
         backend.close()
     return summary
+
+
+@contextlib.contextmanager
+def blender_output_to_stderr():
+    """Blender prints progress on stdout, partly from C: send file descriptor 1 to stderr so
+    that stdout holds only the command's own result (one JSON object with --json)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 # ---------------------------------------------------------------- demo
@@ -119,14 +138,11 @@ def _demo_with_server(address: str, out: Path, prompts: list[str]) -> dict:
     from blender_addon import demo
     from bridge.client import Client
 
-    with Client(address, timeout=60.0) as client:
+    with Client(address, timeout=60.0) as client, blender_output_to_stderr():
         scene = demo.build_scene(client, prompts, DEMO_COLOUR_WORD)
         motion, arrays = client.call("motion", {"motion_id": scene["explained"]["motion_id"]})
-    outputs = [
-        demo.save_blend(out / "demo.blend"),
-        demo.save_pose_strip(scene["object"], out / "poses.png"),
-        *_model_pictures(out, scene, motion, arrays),
-    ]
+        outputs = [demo.save_blend(out / "demo.blend"), demo.save_pose_strip(scene["object"], out / "poses.png")]
+    outputs += _model_pictures(out, scene, motion, arrays)
     summary = _summary(scene, outputs)
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     outputs.append(out / "summary.json")
