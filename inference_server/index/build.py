@@ -219,12 +219,12 @@ def write_index(folder: Path, raw: np.ndarray, metas: list[dict], positions: lis
 
 
 def sample_patches(raw: np.ndarray, count: int, seed: int = SAMPLE_SEED) -> np.ndarray:
-    """Up to `count` patch vectors drawn at random from (n, P, d) raw embeddings, float32."""
+    """Up to `count` patch vectors drawn at random from (n, P, d) raw embeddings, float32, in random order."""
     rng = np.random.default_rng(seed)
     total = raw.shape[0] * raw.shape[1]
-    picks = np.sort(rng.choice(total, min(count, total), replace=False))
+    picks = np.sort(rng.choice(total, min(count, total), replace=False))  # sorted: sequential reads
     rows, cols = np.divmod(picks, raw.shape[1])
-    return np.asarray(raw[rows, cols], dtype=np.float32)
+    return np.asarray(raw[rows, cols], dtype=np.float32)[rng.permutation(len(picks))]
 
 
 def train_quantizers(raw: np.ndarray, storage: str, pq_subspaces: int = 32) -> Quantizers:

@@ -20,7 +20,7 @@ import torch
 STORAGES = ("fp32", "fp16", "int8", "pq")
 PQ_CODEWORDS = 256
 KMEANS_CHUNK = 8192  # points x groups assigned at once
-PQ_SAMPLE = 16384
+PQ_SAMPLE = 10240  # 40 training vectors per codeword
 
 
 def kmeans(points: torch.Tensor, clusters: int, iterations: int = 10, seed: int = 0,
@@ -154,7 +154,7 @@ class PQCodec(Codec):
         points = torch.from_numpy(np.ascontiguousarray(sample[:PQ_SAMPLE], dtype=np.float32))
         residuals = points - self.centroids[assign(points, self.centroids, spherical=True)]
         sub = residuals.reshape(len(points), self.subspaces, -1).transpose(0, 1).contiguous()
-        self.codebooks = kmeans(sub, PQ_CODEWORDS, iterations=8)
+        self.codebooks = kmeans(sub, PQ_CODEWORDS, iterations=6)
 
     def encode(self, vectors, centroid_codes=None):
         flat = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).reshape(-1, self.dim)
