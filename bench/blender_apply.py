@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's packages, whatever the environment has installed
 RESULTS = ROOT / "bench" / "results" / "blender_apply.json"
 QUERIES = ["a person walks forward", "someone waves with the left hand", "a man jumps", "the person bows",
            "a woman runs", "a person kicks with the right leg", "someone claps", "a person sits down",
@@ -100,12 +101,16 @@ def bench_end_to_end(library: str, preset: str, queries: int, work: Path) -> dic
     import blender_addon
     from blender_addon.rigs import make_humanoid_rig
 
-    checkpoint, index = work / "ckpt", work / "index"
+    checkpoint, index, timings = work / "ckpt", work / "index", work / "build_seconds.json"
     t2m = [sys.executable, "-m", "inference_server"]
-    checkpoint_seconds = _run([sys.executable, "-c", "import sys; from inference_server.model import "
-                               "create_checkpoint; create_checkpoint(sys.argv[1], preset=sys.argv[2])",
-                               checkpoint, preset])
-    index_seconds = _run(t2m + ["index", "build", library, "--model", checkpoint, "--out", index])
+    if not timings.exists():  # --work keeps the checkpoint and index of an earlier run
+        checkpoint_seconds = _run([sys.executable, "-c", "import sys; from inference_server.model import "
+                                   "create_checkpoint; create_checkpoint(sys.argv[1], preset=sys.argv[2])",
+                                   checkpoint, preset])
+        index_seconds = _run(t2m + ["index", "build", library, "--model", checkpoint, "--out", index])
+        timings.write_text(json.dumps({"checkpoint": checkpoint_seconds, "index": index_seconds}))
+    build = json.loads(timings.read_text())
+    checkpoint_seconds, index_seconds = build["checkpoint"], build["index"]
     address = f"tcp://127.0.0.1:{_free_port()}"
     log = open(work / "server.log", "w")
     server = subprocess.Popen(t2m + ["serve", "--index", str(index), "--model", str(checkpoint), "--bind", address,
@@ -161,11 +166,15 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=20, help="text queries timed end to end")
     parser.add_argument("--skip-e2e", action="store_true", help="only the retarget + keying part")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--work", type=Path, help="keep the checkpoint and index here and reuse them")
     args = parser.parse_args()
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
               "retarget": bench_retarget(args.repeats)}
-    if not args.skip_e2e:
+    if not args.skip_e2e and args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
+        report["end_to_end"] = bench_end_to_end(args.library, args.preset, args.queries, args.work)
+    elif not args.skip_e2e:
         with tempfile.TemporaryDirectory() as folder:
             report["end_to_end"] = bench_end_to_end(args.library, args.preset, args.queries, Path(folder))
     args.out.parent.mkdir(parents=True, exist_ok=True)
