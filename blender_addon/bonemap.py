@@ -197,7 +197,7 @@ def check_hierarchy(armature, mapping: dict[str, str]) -> dict[str, str]:
         if bone_name is None or bone_name in used or bone_name not in armature.bones:
             continue
         ancestor = _mapped_ancestor(joint, kept)
-        if ancestor is not None and not _descends(armature.bones[bone_name], kept[ancestor]):
+        if ancestor is not None and not descends(armature.bones[bone_name], kept[ancestor]):
             continue
         kept[joint] = bone_name
         used.add(bone_name)
@@ -213,7 +213,8 @@ def _mapped_ancestor(joint: str, mapping: dict[str, str]) -> str | None:
     return None
 
 
-def _descends(bone, ancestor_name: str) -> bool:
+def descends(bone, ancestor_name: str) -> bool:
+    """Whether `bone` (a bpy Bone) lies below the bone named `ancestor_name`."""
     parent = bone.parent
     while parent is not None:
         if parent.name == ancestor_name:

@@ -317,18 +317,9 @@ def _target_direction(bone: _Bone, armature, joint: str, bone_map: dict[str, str
     child = PRIMARY_CHILD.get(joint)
     if child in bone_map:
         offset = np.array(armature.bones[bone_map[child]].head_local) - bone.head
-        if np.linalg.norm(offset) > 1e-6 and _is_below(armature.bones[bone_map[child]], bone.name):
+        if np.linalg.norm(offset) > 1e-6 and bonemap.descends(armature.bones[bone_map[child]], bone.name):
             return _unit(offset)
     return bone.rest[:, 1].copy()
-
-
-def _is_below(bone, ancestor_name: str) -> bool:
-    parent = bone.parent
-    while parent is not None:
-        if parent.name == ancestor_name:
-            return True
-        parent = parent.parent
-    return False
 
 
 def _bones_between(ordered: list[_Bone], mapped: set[str]) -> set[str]:

@@ -257,6 +257,25 @@ def test_synthetic_and_bandai_motions(scene):
         bpy.data.objects.remove(rig)
 
 
+def test_read_positions_gives_the_motion_back(scene):
+    rig = mixamo_rig()
+    positions = fk_motion(frames=40, seed=11)
+    action = retarget.apply_motion(rig, positions, 20.0, "there and back")
+    bone_map = retarget.resolve_bone_map(rig, None)
+    first, last = (int(v) for v in action.frame_range)
+    back = retarget.read_positions(rig, bone_map, first, last)
+    assert back.shape == (60, 22, 3) and back.dtype == np.float32
+    assert retarget.leg_length(back) == pytest.approx(retarget.SMPL_LEG_LENGTH, rel=1e-3)
+    # Y-up again, facing +Z at frame 0 like the source after its turn: same bone directions.
+    expected = expected_positions(positions, 20.0, scene) @ retarget.Y_UP_TO_Z_UP
+    for joint, child in retarget.PRIMARY_CHILD.items():
+        a = back[:, bonemap.JOINT_INDEX[child]] - back[:, bonemap.JOINT_INDEX[joint]]
+        b = expected[:, bonemap.JOINT_INDEX[child]] - expected[:, bonemap.JOINT_INDEX[joint]]
+        cosine = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert np.degrees(np.arccos(np.clip(cosine, -1, 1))).max() < MAX_ANGLE, joint
+    assert scene.frame_current == 1  # the frame is put back
+
+
 def test_resample_keeps_the_duration():
     positions = np.random.default_rng(0).normal(size=(40, 22, 3))
     out = retarget.resample(positions, 20.0, 30.0)
