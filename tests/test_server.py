@@ -390,3 +390,36 @@ def test_killed_and_restarted_server_is_reached_by_the_same_client(library, tmp_
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(10)
+
+
+# ---------------------------------------------------------------- serve options
+
+def test_qdrant_backend_answers_like_the_local_index(library, tmp_path):
+    from inference_server.cli.serve import build_engine
+    from inference_server.index.qdrant import open_client, push_index
+
+    client = open_client(f"local:{tmp_path / 'qdrant'}")
+    push_index(library["engine"].index, client, "motions", progress=False)
+    client.close()
+    engine = build_engine(library["model"], library["index"], device="cpu",
+                          qdrant=(f"local:{tmp_path / 'qdrant'}", "motions"))
+    server = Server(engine, bind="tcp://127.0.0.1:*")
+    thread = run_in_thread(server)
+    try:
+        with Client(server.address, timeout=30) as remote:
+            through_qdrant, _ = remote.call("search", {"text": "a person squats", "k": 5})
+    finally:
+        server.stop()
+        thread.join(10)
+        engine.searcher.source.close()
+    local, _ = library["engine"].search("a person squats", 5)
+    assert [r["motion_id"] for r in through_qdrant["results"]] == [r["motion_id"] for r in local["results"]]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "--index", "somewhere"], "pass both --index and --model"),
+    (["serve", "--index", "a", "--model", "b", "--qdrant", "http://localhost:6333"], "go together"),
+])
+def test_serve_option_errors_are_one_line(argv, message, capsys):
+    assert t2m_main(argv) == 1
+    assert message in capsys.readouterr().err

@@ -101,10 +101,12 @@ def _qdrant_target(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s t2m serve: %(message)s"))
+    """One line per request on stderr (once per process, however often serve runs)."""
     logger = logging.getLogger("t2m.server")
-    logger.addHandler(handler)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s t2m serve: %(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
