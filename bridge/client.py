@@ -71,6 +71,8 @@ class Client:
     def send(self, op: str, args: dict | None = None,
              arrays: dict[str, np.ndarray] | None = None) -> str:
         """Queue a request without waiting; returns its id (uuid4 hex)."""
+        if self._socket is None:
+            raise RuntimeError(f"the client of {self.address} is closed")
         request_id = uuid.uuid4().hex
         frames = encode_request(request_id, op, args, arrays)
         _check_size(frames)

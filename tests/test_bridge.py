@@ -251,6 +251,14 @@ def test_replies_for_other_ids_received_during_call_reach_poll(router_factory):
         assert [rid for rid, _ in client.poll(0.5)] == [early]
 
 
+def test_closed_client_says_so():
+    client = Client("tcp://127.0.0.1:9")
+    client.close()
+    client.close()  # twice is harmless
+    with pytest.raises(RuntimeError, match="closed"):
+        client.send("info")
+
+
 def test_client_refuses_oversized_requests_locally():
     with Client("tcp://127.0.0.1:9", timeout=0.1) as client:
         with pytest.raises(ProtocolError) as caught:

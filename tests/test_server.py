@@ -419,6 +419,7 @@ def test_qdrant_backend_answers_like_the_local_index(library, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["serve", "--index", "somewhere"], "pass both --index and --model"),
     (["serve", "--index", "a", "--model", "b", "--qdrant", "http://localhost:6333"], "go together"),
+    (["serve", "--curve-secret", "/nonexistent/server.key_secret"], "cannot read the CurveZMQ key file"),
 ])
 def test_serve_option_errors_are_one_line(argv, message, capsys):
     assert t2m_main(argv) == 1

@@ -47,10 +47,12 @@ def register(subparsers) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> dict:
-    from inference_server.server import Server, check_bind_security
+    from inference_server.server import Server, check_bind_security, load_curve_secret
 
-    # Refuse an unsafe bind before spending seconds loading the model.
+    # Refuse an unsafe bind or a bad key file before spending seconds loading the model.
     check_bind_security(args.bind, args.curve_secret, args.insecure)
+    if args.curve_secret:
+        load_curve_secret(args.curve_secret)
     _configure_logging()
     engine = build_engine(*_model_and_index(args), device=args.device,
                           qdrant=_qdrant_target(args))
