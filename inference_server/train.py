@@ -375,13 +375,15 @@ class Trainer:
         options = self.options
         angles, captions = sample_batch(items, indices, rng, options.mirror_prob)
         tokens = model.text.tokenize(captions)
-        count = min(options.mlm_captions, len(captions))
-        masked, labels = model.text.mask_tokens(tokens.input_ids[:count], tokens.special_mask[:count], generator)
         device = self.device
+        mlm = [None, None, None]
+        count = min(options.mlm_captions, len(captions))
+        if options.mlm_weight > 0 and count > 0:
+            masked, labels = model.text.mask_tokens(tokens.input_ids[:count], tokens.special_mask[:count], generator)
+            mlm = [masked.to(device), tokens.attention_mask[:count].to(device), labels.to(device)]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = wrapped(torch.from_numpy(angles).to(device), tokens.input_ids.to(device),
-                          tokens.attention_mask.to(device), tokens.valid_mask.to(device),
-                          masked.to(device), tokens.attention_mask[:count].to(device), labels.to(device))
+                          tokens.attention_mask.to(device), tokens.valid_mask.to(device), *mlm)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
         optimizer.step()
