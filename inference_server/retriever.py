@@ -72,8 +72,12 @@ class Retriever:
             if motions else np.zeros((0, FRAMES, len(self.angles_stats.mean)), np.float32)
 
     def embed_motions(self, motions: list, batch_size: int = 64) -> np.ndarray:
-        """(N, 196, d) float32 L2-normalised patch vectors."""
-        return self.embed_inputs(self.motion_inputs(motions), batch_size)
+        """(N, 196, d) float32 L2-normalised patch vectors (inputs prepared one batch at a time)."""
+        out = np.zeros((len(motions), NUM_PATCHES, self.dim), np.float32)
+        for start in range(0, len(motions), batch_size):
+            chunk = motions[start:start + batch_size]
+            out[start:start + len(chunk)] = self.embed_inputs(self.motion_inputs(chunk), batch_size)
+        return out
 
     @torch.no_grad()
     def embed_inputs(self, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
