@@ -271,6 +271,9 @@ class Trainer:
     def _resume_state(self, options: TrainOptions) -> dict | None:
         last = Path(options.out) / LAST
         if not options.resume:
+            if last.exists() or (Path(options.out) / BEST).exists():
+                raise T2MError(f"{options.out} already holds a run: pass --resume to continue it, "
+                               "or choose another --out")
             return None
         if not (last / TRAINER_STATE).is_file():
             raise T2MError(f"--resume: {last} holds no trainer state to resume from")

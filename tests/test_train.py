@@ -12,6 +12,7 @@ import argparse
 
 from inference_server.cli import train as train_cli
 from inference_server.data import load_spec
+from inference_server.errors import T2MError
 from inference_server.evaluate import score_items
 from inference_server.metrics import retrieval_metrics
 from inference_server.retriever import Retriever
@@ -90,6 +91,8 @@ def test_training_learns_the_training_set(trained_run):
 @pytest.mark.slow
 def test_resume_continues_the_run(trained_run, tmp_path):
     run, _ = trained_run
+    with pytest.raises(T2MError, match="already holds a run"):
+        train(TrainOptions(data=DATA, out=str(run), preset="test", progress=False))
     copy = tmp_path / "run"
     subprocess.run(["cp", "-r", str(run), str(copy)], check=True)
     result = train(TrainOptions(data="ignored", out=str(copy), epochs=7, resume=True, progress=False))
