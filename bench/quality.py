@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown(results))
+    if results["datasets"]:
+        print(markdown(results))
     if "speed" in results:
         print(f"\ntiny preset training on CPU: {results['speed']['samples_per_s']} samples/s")
     return 0
