@@ -227,12 +227,14 @@ def sample_patches(raw: np.ndarray, count: int, seed: int = SAMPLE_SEED) -> np.n
     return np.asarray(raw[rows, cols], dtype=np.float32)[rng.permutation(len(picks))]
 
 
-def train_quantizers(raw: np.ndarray, storage: str, pq_subspaces: int = 32) -> Quantizers:
-    """Coarse centroids (and PQ codebooks) from a sample of the raw embeddings."""
+def train_quantizers(raw: np.ndarray, storage: str, pq_subspaces: int = 32,
+                     centroids: np.ndarray | None = None) -> Quantizers:
+    """Coarse centroids (unless given) and the codec's codebooks from a sample of the raw embeddings."""
     if len(raw) == 0:
         raise DataError("no motion could be embedded: nothing to index")
     sample = sample_patches(raw, ivf.SAMPLE_PATCHES)
-    centroids = ivf.train_centroids(sample, raw.shape[0] * raw.shape[1])
+    if centroids is None:
+        centroids = ivf.train_centroids(sample, raw.shape[0] * raw.shape[1])
     codec = make_codec(storage, raw.shape[1], raw.shape[2], pq_subspaces)
     codec.fit(sample, centroids)
     return Quantizers(centroids, codec)

@@ -3,9 +3,9 @@
 score(query, motion) = mean over the query's tokens of the max cosine over the motion's
 patches (the method's late interaction). Both paths run in torch on the store's device.
 
-- exact: the store is decoded chunk by chunk (bounded memory), all queries of a batch are
-  packed into one matrix so each decoded chunk is multiplied once, and a running top-k
-  is kept per query.
+- exact: the store is decoded chunk by chunk (bounded memory, cache-sized chunks), all
+  queries of a batch are packed into one matrix so each decoded chunk is multiplied once;
+  one (queries, motions) score buffer, then top-k.
 - fast: centroid interaction (ivf.py) picks `rerank` candidates, which are scored exactly.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ import torch
 
 from inference_server.errors import DataError, ModelError
 
-# Bytes of decoded patches + similarities one exact-search chunk may hold.
-CHUNK_BYTES = 64 << 20
+# Bytes of decoded patches + similarities per chunk: small enough to stay in the CPU cache
+# between decoding and the matrix product (memory bandwidth, not arithmetic, bounds search).
+CHUNK_BYTES = 2 << 20
 
 
 @dataclass
@@ -56,10 +57,11 @@ def maxsim_block(patches: torch.Tensor, packed: torch.Tensor, averaging: torch.T
     """patches (n, P, d) x packed query tokens (sumL, d) -> (B, n) MaxSim scores.
 
     averaging (sumL, B) holds 1/L_b where token j belongs to query b: mean per query.
+    Tokens come first in the product so the max over patches runs along contiguous memory.
     """
     n, patch_count, dim = patches.shape
-    sims = (patches.reshape(n * patch_count, dim) @ packed.T).view(n, patch_count, -1)
-    return (sims.amax(dim=1) @ averaging).T
+    sims = (packed @ patches.reshape(n * patch_count, dim).T).view(-1, n, patch_count)
+    return averaging.T @ sims.amax(dim=2)
 
 
 def pack_queries(queries: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,16 +81,13 @@ def exact_search(store, queries: list[torch.Tensor], k: int,
     device = packed.device
     total = len(store) if rows is None else len(rows)
     chunk = max(1, CHUNK_BYTES // (4 * store.patches * (store.dim + len(packed))))
-    best_scores = torch.empty(len(queries), 0, device=device)
-    best_rows = torch.empty(len(queries), 0, dtype=torch.long, device=device)
+    scores = torch.empty(len(queries), total, device=device)
     for start in range(0, total, chunk):
-        stop = min(total, start + chunk)
-        ids = torch.arange(start, stop, device=device) if rows is None else rows[start:stop].to(device)
-        block = slice(start, stop) if rows is None else ids
-        scores = torch.cat([best_scores, maxsim_block(store.decode(block), packed, averaging)], dim=1)
-        candidates = torch.cat([best_rows, ids.expand(len(queries), -1)], dim=1)
-        best_scores, order = scores.topk(min(k, scores.shape[1]), dim=1)
-        best_rows = candidates.gather(1, order)
+        block = slice(start, min(total, start + chunk))
+        patches = store.decode(block if rows is None else rows[block].to(device))
+        scores[:, block] = maxsim_block(patches, packed, averaging)
+    best_scores, order = scores.topk(min(k, total), dim=1)
+    best_rows = order if rows is None else rows.to(device)[order]
     return [(best_scores[b].cpu(), best_rows[b].cpu()) for b in range(len(queries))]
 
 
