@@ -10,7 +10,7 @@ from inference_server.index import MotionIndex, search, store
 from inference_server.index.build import atomic_folder, write_index
 from inference_server.index.quantize import make_codec
 from inference_server.index.synthetic import ClusteredSpace
-from inference_server.maxsim import maxsim_scores
+from inference_server.maxsim import global_scores, maxsim_scores
 
 torch.set_num_threads(2)
 SPACE = ClusteredSpace(dim=64, concepts=256)
@@ -158,3 +158,19 @@ def test_a_failed_write_keeps_the_old_index_and_leaves_no_temporary(small, tmp_p
             raise RuntimeError("disk on fire")
     assert sorted(path.name for path in tmp_path.iterdir()) == before
     assert len(MotionIndex.load(target, device="cpu")) == 20
+
+
+def test_an_index_of_a_global_pooling_model_ranks_by_the_global_score(tmp_path):
+    embeddings = SPACE.embeddings(120)
+    metas = [{"motion_id": str(row), "name": str(row), "duration": 4.0, "fps": 20.0} for row in range(120)]
+    with atomic_folder(tmp_path / "index") as tmp:
+        write_index(tmp, embeddings, metas, None, {"name": "g", "fingerprint": "g", "dim": 64, "pooling": "global"},
+                    "fp32")
+    index = MotionIndex.load(tmp_path / "index", device="cpu")
+    query = SPACE.queries(1, 120, seed=4)[0]
+    expected = global_scores(torch.from_numpy(query), torch.from_numpy(embeddings))[0].topk(5)
+    hits = index.search(query, k=5)
+    assert [hit.row for hit in hits] == expected.indices.tolist()
+    np.testing.assert_allclose([hit.score for hit in hits], expected.values.numpy(), atol=1e-5)
+    restricted = index.search(query, k=2, rows=[3, 50, 77])
+    assert {hit.row for hit in restricted} <= {3, 50, 77} and len(restricted) == 2

@@ -2,6 +2,8 @@
 
 score(query, motion) = mean over the query's tokens of the max cosine over the motion's
 patches (the method's late interaction). Both paths run in torch on the store's device.
+An index built with a global-pooling checkpoint (the baseline) ranks by the cosine of the
+mean token and the mean patch instead (global_search), exactly, as the model scores.
 
 - exact: the store is decoded chunk by chunk (bounded memory, cache-sized chunks), all
   queries of a batch are packed into one matrix so each decoded chunk is multiplied once;
@@ -96,6 +98,23 @@ def fast_search(store, candidates, query: torch.Tensor, k: int, config: FastPath
     rerank = min(len(store), max(config.rerank, config.rerank_per_k * k))
     rows = candidates.candidates(query, rerank, config.pool * rerank, config.probes)
     return exact_search(store, [query], k, rows)[0]
+
+
+def pooled_vectors(store) -> torch.Tensor:
+    """(N, d) unit mean patch of every motion: the motion side of global pooling."""
+    chunk = max(1, CHUNK_BYTES // (4 * store.patches * store.dim))
+    means = [store.decode(slice(start, start + chunk)).mean(dim=1) for start in range(0, len(store), chunk)]
+    return torch.nn.functional.normalize(torch.cat(means), dim=1)
+
+
+def global_search(pooled: torch.Tensor, queries: list[torch.Tensor], k: int,
+                  rows: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Top-k by the global-pooling baseline: cosine of the mean token and the mean patch."""
+    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1)
+    candidates = pooled if rows is None else pooled[rows.to(pooled.device)]
+    scores, order = (texts @ candidates.T).topk(min(k, len(candidates)), dim=1)
+    found = order if rows is None else rows.to(pooled.device)[order]
+    return [(scores[b].cpu(), found[b].cpu()) for b in range(len(queries))]
 
 
 def token_alignment(store, query: torch.Tensor, rows: torch.Tensor) -> list[np.ndarray]:

@@ -25,7 +25,8 @@ import torch
 from inference_server.errors import ModelError
 from inference_server.index.ivf import CentroidCandidates
 from inference_server.index.quantize import Codec, PQCodec, make_codec
-from inference_server.index.search import FastPath, Hit, as_query, exact_search, fast_search, token_alignment
+from inference_server.index.search import (FastPath, Hit, as_query, exact_search, fast_search, global_search,
+                                           pooled_vectors, token_alignment)
 
 FORMAT = "t2m-index"
 VERSION = 1
@@ -115,6 +116,8 @@ class MotionIndex:
         self._offsets = load_array(self.path / "position_offsets.npy", mmap=False)
         self._rows = {meta["motion_id"]: row for row, meta in enumerate(self._metas)}
         self.fast_path = FastPath()
+        self.pooling = self.manifest["model"].get("pooling", "maxsim")
+        self._pooled: torch.Tensor | None = None  # mean patches, for a global-pooling model
         if len(self._metas) != len(self.store) or len(self._offsets) != len(self._metas) + 1:
             raise ModelError(f"{self.path}: index files disagree on the number of motions")
 
@@ -181,7 +184,8 @@ class MotionIndex:
         """Top-k rows for one query (TextEmbedding or (L, d) array), best first, with alignments.
 
         exact: brute-force MaxSim over the whole store; otherwise the two-stage fast path is
-        used when the library has more than FAST_PATH_MIN_MOTIONS motions.
+        used when the library has more than FAST_PATH_MIN_MOTIONS motions. (An index of a
+        global-pooling model always ranks exactly by its global score.)
         rows: restrict the search to these rows (candidates from elsewhere, e.g. Qdrant): exact.
         """
         return self.search_batch([query], k, exact, None if rows is None else [rows])[0]
@@ -191,7 +195,9 @@ class MotionIndex:
         """search() for many queries at once (the exact path shares each decoded chunk)."""
         tensors = [as_query(query, self.store.dim, self.device) for query in queries]
         k = max(0, min(int(k), len(self)))
-        if rows is not None:
+        if self.pooling == "global":
+            ranked = self._global(tensors, k, rows)
+        elif rows is not None:
             ranked = [exact_search(self.store, [query], k, self._row_tensor(subset))[0]
                       for query, subset in zip(tensors, rows)]
         elif exact or len(self) <= FAST_PATH_MIN_MOTIONS:
@@ -206,6 +212,14 @@ class MotionIndex:
         query = self.patches(i)[: windows * PARTS]  # patch = window * 14 + part: first windows
         hits = self.search(query, k + 1, exact)
         return [hit for hit in hits if hit.row != i][:k]
+
+    def _global(self, queries: list[torch.Tensor], k: int, rows: list | None) -> list:
+        if self._pooled is None:
+            self._pooled = pooled_vectors(self.store)
+        if rows is None:
+            return global_search(self._pooled, queries, k)
+        return [global_search(self._pooled, [query], k, self._row_tensor(subset))[0]
+                for query, subset in zip(queries, rows)]
 
     def _row_tensor(self, rows) -> torch.Tensor:
         rows = torch.as_tensor(np.asarray(rows, dtype=np.int64))
