@@ -96,10 +96,11 @@ def machine(args) -> dict:
 def synthetic_case(size: int, args, folder: Path, storages: bool) -> dict:
     from numpy.lib.format import open_memmap
 
-    from inference_server.index import MotionIndex
+    from inference_server.index import MotionIndex, store
     from inference_server.index.build import atomic_folder, write_index
     from inference_server.index.synthetic import ClusteredSpace
 
+    store.FAST_PATH_MIN_MOTIONS = 0  # measure the two-stage path at every size (auto: above 2048)
     space = ClusteredSpace()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -127,11 +128,22 @@ def synthetic_case(size: int, args, folder: Path, storages: bool) -> dict:
                                   "queries": len(recalls)},
             "bytes_per_motion": bytes_per_motion(space, args.pq_subspaces),
             "index_bytes_per_motion_fp16": round(folder_size(folder / "fp16") / size)}
+    if index.device.type != "cpu":
+        case["cpu_agreement_at_10"] = cpu_agreement(folder / "fp16", truth, exact_hits)
     if storages:
         case["storage_overlap_at_10"] = storage_overlap(index, raw, metas, model, quantizers, truth, folder, args)
     del index
     shutil.rmtree(folder, ignore_errors=True)
     return case
+
+
+def cpu_agreement(folder: Path, queries, device_hits) -> float:
+    """Top-10 overlap of exact search on the accelerator with exact search on the CPU."""
+    from inference_server.index import MotionIndex
+
+    cpu = MotionIndex.load(folder, device="cpu").search_batch(queries, K, exact=True)
+    return round(float(np.mean([len({h.row for h in a} & {h.row for h in b}) / K
+                                for a, b in zip(cpu, device_hits)])), 4)
 
 
 def timed(index, queries, exact: bool) -> tuple[list[float], list]:
@@ -140,7 +152,7 @@ def timed(index, queries, exact: bool) -> tuple[list[float], list]:
     seconds, hits = [], []
     for query in queries:
         started = time.perf_counter()
-        hits.append(index.search(query, K, exact=exact))
+        hits.append(index.search(query, K, exact=exact))  # results come back to the host: synchronised
         seconds.append(time.perf_counter() - started)
     return seconds, hits
 

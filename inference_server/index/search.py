@@ -19,9 +19,11 @@ import torch
 
 from inference_server.errors import DataError, ModelError
 
-# Bytes of decoded patches + similarities per chunk: small enough to stay in the CPU cache
+# Bytes of decoded patches + similarities per chunk. CPU: small enough to stay in the cache
 # between decoding and the matrix product (memory bandwidth, not arithmetic, bounds search).
+# GPU: large, so kernel launches do not dominate.
 CHUNK_BYTES = 2 << 20
+GPU_CHUNK_BYTES = 512 << 20
 
 
 @dataclass
@@ -82,7 +84,8 @@ def exact_search(store, queries: list[torch.Tensor], k: int,
     packed, averaging = pack_queries(queries)
     device = packed.device
     total = len(store) if rows is None else len(rows)
-    chunk = max(1, CHUNK_BYTES // (4 * store.patches * (store.dim + len(packed))))
+    budget = CHUNK_BYTES if device.type == "cpu" else GPU_CHUNK_BYTES
+    chunk = max(1, budget // (4 * store.patches * (store.dim + len(packed))))
     scores = torch.empty(len(queries), total, device=device)
     for start in range(0, total, chunk):
         block = slice(start, min(total, start + chunk))
@@ -102,7 +105,8 @@ def fast_search(store, candidates, query: torch.Tensor, k: int, config: FastPath
 
 def pooled_vectors(store) -> torch.Tensor:
     """(N, d) unit mean patch of every motion: the motion side of global pooling."""
-    chunk = max(1, CHUNK_BYTES // (4 * store.patches * store.dim))
+    budget = CHUNK_BYTES if store.device.type == "cpu" else GPU_CHUNK_BYTES
+    chunk = max(1, budget // (4 * store.patches * store.dim))
     means = [store.decode(slice(start, start + chunk)).mean(dim=1) for start in range(0, len(store), chunk)]
     return torch.nn.functional.normalize(torch.cat(means), dim=1)
 

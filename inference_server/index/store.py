@@ -34,7 +34,7 @@ MANIFEST = "manifest.json"
 MOTIONS = "motions.json"
 WINDOW_FRAMES, WINDOW_FPS, WINDOWS, PARTS = 16, 20, 14, 14  # the JAMI patch grid (jami.py)
 # Above this many motions search takes the two-stage fast path unless exact is asked for.
-FAST_PATH_MIN_MOTIONS = 4096
+FAST_PATH_MIN_MOTIONS = 2048
 
 
 def read_json(path: Path) -> dict | list:
