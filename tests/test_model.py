@@ -9,7 +9,7 @@ from inference_server.jami import LAYOUT, PART_CHANNEL_INDEX
 from inference_server.model import create_checkpoint, get_preset, load_model, read_config
 from inference_server.model.colbert import MotionColBert
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # on a shared 2-core machine 2 threads spin-wait: 1 is faster and steadier
 
 
 @pytest.fixture(scope="module")

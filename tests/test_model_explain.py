@@ -13,7 +13,7 @@ from inference_server.jami import LAYOUT
 from inference_server.model import create_checkpoint
 from inference_server.retriever import Retriever
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # on a shared 2-core machine 2 threads spin-wait: 1 is faster and steadier
 
 
 @pytest.fixture(scope="module")
