@@ -7,6 +7,8 @@ them and raises bridge.protocol.ProtocolError(code, message) for requests it ref
 """
 from __future__ import annotations
 
+import concurrent.futures
+
 import logging
 import time
 
@@ -41,7 +43,12 @@ class Engine:
         self.retriever = retriever
         self.index = index
         self.searcher = searcher if searcher is not None else index
-        self._bank = CaptionBank.build(retriever, index)
+        # Embedding every caption takes minutes for a large library on a CPU: do it in the
+        # background so that search answers at once; describe waits for it.
+        self._bank_texts = bank_texts(index)
+        self._bank_ready = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="caption-bank")
+        self._bank = self._bank_ready.submit(CaptionBank.build, retriever, self._bank_texts)
+        self._bank_ready.shutdown(wait=False)
 
     # ---------------------------------------------------------------- ops
 
@@ -49,7 +56,7 @@ class Engine:
         model = {"name": self.retriever.name, "fingerprint": self.retriever.fingerprint,
                  "dim": self.retriever.dim, "pooling": self.retriever.pooling}
         result = {"protocol": PROTOCOL_VERSION, "model": model,
-                  "library": {"motions": len(self.index), "captions": len(self._bank)},
+                  "library": {"motions": len(self.index), "captions": len(self._bank_texts)},
                   "device": str(self.retriever.device)}
         return result, {}
 
@@ -114,7 +121,7 @@ class Engine:
             patches = self._patches(self._row(motion_id))
         else:
             patches = self.retriever.embed_motions([_motion_from_wire(positions, fps)])[0]
-        return {"captions": self._bank.rank(patches, k)}, {}
+        return {"captions": self._bank.result().rank(patches, k)}, {}
 
     def similar(self, motion_id, k=DEFAULT_K) -> tuple[dict, dict]:
         k = check_k(k)
@@ -179,9 +186,8 @@ class CaptionBank:
         self.texts, self.vectors, self.mask, self.pooling = texts, vectors, mask, pooling
 
     @classmethod
-    def build(cls, retriever, index) -> CaptionBank:
+    def build(cls, retriever, texts: list[str]) -> CaptionBank:
         started = time.perf_counter()
-        texts = list(dict.fromkeys(text for row in range(len(index)) for text in _bank_texts(index.meta(row))))
         embeddings = _embed_skipping_empty(retriever, texts)
         texts = [text for text, emb in zip(texts, embeddings) if emb is not None]
         embeddings = [emb for emb in embeddings if emb is not None]
@@ -209,6 +215,11 @@ class CaptionBank:
             for start in range(0, len(self.texts), _BANK_CHUNK)])
         top = torch.topk(scores, min(k, len(self.texts)))
         return [{"text": self.texts[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def bank_texts(index) -> list[str]:
+    """The library's unique captions and label texts, in library order."""
+    return list(dict.fromkeys(text for row in range(len(index)) for text in _bank_texts(index.meta(row))))
 
 
 def _bank_texts(meta: dict) -> list[str]:
