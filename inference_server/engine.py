@@ -7,9 +7,9 @@ them and raises bridge.protocol.ProtocolError(code, message) for requests it ref
 """
 from __future__ import annotations
 
-import concurrent.futures
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -46,9 +46,7 @@ class Engine:
         # Embedding every caption takes minutes for a large library on a CPU: do it in the
         # background so that search answers at once; describe waits for it.
         self._bank_texts = bank_texts(index)
-        self._bank_ready = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="caption-bank")
-        self._bank = self._bank_ready.submit(CaptionBank.build, retriever, self._bank_texts)
-        self._bank_ready.shutdown(wait=False)
+        self._bank = InBackground(CaptionBank.build, retriever, self._bank_texts)
 
     # ---------------------------------------------------------------- ops
 
@@ -173,6 +171,29 @@ class Engine:
             return self.retriever.embed_texts([text])[0]
         except DataError as error:
             raise ProtocolError(BAD_REQUEST, str(error)) from None
+
+
+class InBackground:
+    """A value computed in a daemon thread, so that it never holds up the process's exit."""
+
+    def __init__(self, function, *args):
+        self._done = threading.Event()
+        self._value = self._error = None
+        threading.Thread(target=self._run, args=(function, args), daemon=True).start()
+
+    def _run(self, function, args) -> None:
+        try:
+            self._value = function(*args)
+        except Exception as error:  # re-raised in the caller's thread by result()
+            self._error = error
+        finally:
+            self._done.set()
+
+    def result(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class CaptionBank:
