@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Benchmark the motion index: exact vs two-stage MaxSim search, and the patch-store options.
 
-    python bench/search.py                                # 1k, 10k, 50k synthetic; writes bench/results/search.{json,png}
-    python bench/search.py --sizes 1000,10000             # skip the 50k case (~2 min less)
-    python bench/search.py --model CKPT                   # + R@10 of fp32/fp16/int8/pq on real held-out data
+    python bench/search.py                  # 1k, 10k, 50k synthetic -> bench/results/search.{json,png}
+    python bench/search.py --sizes 1000,10000  # skip the 50k case (~2 min less)
+    python bench/search.py --model CKPT     # + R@10 of fp32/fp16/int8/pq on real held-out data
+    python bench/search.py --sizes 1000 --model inference_server/default/model \
+        --data bandai:/work/shared/data/bandai-namco@test --data synthetic:4000:0@test
 
 1. Synthetic clustered embeddings (P=196, d=128; inference_server/index/synthetic.py) at
    each size: index build time (centroids, assignment, encoding), exact brute force and
    the fast path: p50/p99 single-query latency, batched throughput, recall@10 of the fast
    path against exact, bytes per motion of each storage. At the smallest size also the
    top-10 overlap of int8/pq exact search with fp32 exact search.
-2. With --model: every motion of --data (default: Bandai-Namco held-out takes) embedded
+2. With --model: every motion of each --data (default: Bandai-Namco held-out takes) embedded
    once, stored as fp32, fp16, int8 and pq; text->motion R@1/5/10 with every caption as
    a query (rank of its motion among all, ties averaged) and the square first-caption
    `all` protocol, per storage, plus the fast path's recall on these real embeddings.
@@ -46,12 +48,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="queries also run exactly (latency of exact, recall of fast)")
     parser.add_argument("--batch", type=int, default=32, help="queries per batch for throughput")
     parser.add_argument("--model", help="checkpoint for the real-data storage evaluation")
-    parser.add_argument("--data", default=DEFAULT_DATA, help="data spec of the real evaluation")
-    parser.add_argument("--pq-subspaces", type=int, default=32)
+    parser.add_argument("--data", action="append",
+                        help=f"data spec of a real evaluation (repeatable; default {DEFAULT_DATA})")
+    parser.add_argument("--pq-subspaces", type=int, default=56, help="pq: one-byte codes per patch")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--work", help="scratch folder (default: a temporary one, removed)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for search.json and search.png")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
+    parser.add_argument("--name", default="search", help="results file names: NAME.json and NAME.png")
     return parser.parse_args(argv)
 
 
@@ -61,21 +65,22 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="t2m-bench-search-"))
-    results = {"machine": machine(args), "synthetic": [], "real": None}
+    results = {"machine": machine(args), "synthetic": [], "real": []}
     try:
         for position, size in enumerate(int(s) for s in args.sizes.split(",") if s):
             case = synthetic_case(size, args, work / f"n{size}", storages=position == 0)
             results["synthetic"].append(case)
             print(json.dumps(case), file=sys.stderr)
-        if args.model:
-            results["real"] = real_storage_eval(args, work / "real")
-            print(json.dumps(results["real"]), file=sys.stderr)
+        specs = (args.data or [DEFAULT_DATA]) if args.model else []
+        for position, spec in enumerate(specs):
+            results["real"].append(real_storage_eval(args, spec, work / f"real{position}"))
+            print(json.dumps(results["real"][-1]), file=sys.stderr)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "search.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, args.out / "search.png")
+    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.out / f"{args.name}.png")
     print(json.dumps(summary(results), indent=2))
     return results
 
@@ -204,14 +209,15 @@ def folder_size(folder: Path) -> int:
 
 # ---------------------------------------------------------------- real data
 
-def real_storage_eval(args, folder: Path) -> dict:
+def real_storage_eval(args, spec: str, folder: Path) -> dict:
     """R@k of each storage on a real held-out set with a trained checkpoint."""
     from inference_server.data import load_spec
     from inference_server.index import MotionIndex
     from inference_server.index.build import atomic_folder, train_quantizers, write_index
+    from inference_server.model import read_config
     from inference_server.retriever import Retriever
 
-    dataset = load_spec(args.data)
+    dataset = load_spec(spec)
     items = [item for item in dataset.items if item.captions]
     retriever = Retriever.load(args.model, device=args.device)
     embeddings = retriever.embed_motions([item.motion for item in items])
@@ -221,8 +227,11 @@ def real_storage_eval(args, folder: Path) -> dict:
              for item in items]
     model = {"name": retriever.name, "fingerprint": retriever.fingerprint, "dim": retriever.dim}
     first_caption = [next(i for i, (row, _) in enumerate(captions) if row == r) for r in range(len(items))]
-    result = {"data": args.data, "model": str(args.model), "motions": len(items), "caption_queries": len(texts),
-              "storages": {}}
+    training = read_config(args.model).get("training", {})
+    result = {"data": spec, "model": str(args.model), "model_name": retriever.name,
+              "model_training": {key: training.get(key) for key in ("trained", "epoch")} |
+              {"data": training.get("options", {}).get("data")},
+              "motions": len(items), "caption_queries": len(texts), "storages": {}}
     centroids = None
     for storage in STORAGES:
         quantizers = train_quantizers(embeddings, storage, args.pq_subspaces, centroids=centroids)
@@ -285,9 +294,9 @@ def summary(results: dict) -> dict:
                      "recall@10": case["fast_recall_at_10"]["mean"], "build_s": case["build_seconds"]})
     out = {"synthetic": rows, "bytes_per_motion": results["synthetic"][0]["bytes_per_motion"]
            if results["synthetic"] else None}
-    if results["real"]:
-        out["real_R@10"] = {storage: value["all_captions"]["R@10"]
-                            for storage, value in results["real"]["storages"].items()}
+    for real in results["real"]:
+        out[f"R@10 {real['data']}"] = {storage: value["all_captions"]["R@10"]
+                                       for storage, value in real["storages"].items()}
     return out
 
 
@@ -313,12 +322,13 @@ def plot(results: dict, path: Path) -> None:
     if cases:
         per_motion = cases[0]["bytes_per_motion"]
         bars = storage.bar(list(per_motion), [value / 1024 for value in per_motion.values()], color="#7aa6c2")
-        real = (results.get("real") or {}).get("storages", {})
+        real = results["real"][0]["storages"] if results["real"] else {}
         for bar, name in zip(bars, per_motion):
             label = f"R@10 {real[name]['all_captions']['R@10']:.2f}" if name in real else ""
             storage.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                              textcoords="offset points", xytext=(0, 3), fontsize=8)
-        storage.set(ylabel="KiB per motion (196 x 128 patches)", title="patch store per motion")
+        title = "patch store per motion" + (f" (R@10: {results['real'][0]['data']})" if real else "")
+        storage.set(ylabel="KiB per motion (196 x 128 patches)", title=title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

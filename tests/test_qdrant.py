@@ -95,7 +95,7 @@ def test_bad_targets_and_missing_collections_are_user_errors(pushed):
 def test_cli_push(tmp_path, capsys):
     write_synthetic(tmp_path / "index", storage="fp16")
     assert t2m_main(["index", "push", str(tmp_path / "index"), "--qdrant", f"local:{tmp_path / 'q'}",
-                     "--collection", "lib", "--json"]) == 0
+                     "--collection", "lib", "--shards", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["points"] == MOTIONS and report["collection"] == "lib"
     client = open_client(f"local:{tmp_path / 'q'}")

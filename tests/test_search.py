@@ -101,17 +101,24 @@ def test_int8_round_trip_error_is_within_half_a_step():
     assert np.abs(decoded - vectors).max() < 0.01
 
 
+def pq_error(index, embeddings, rows=50) -> np.ndarray:
+    decoded = index.store.decode(slice(0, rows)).numpy()
+    return np.linalg.norm(decoded - embeddings[:rows], axis=-1)
+
+
 def test_pq_round_trip_error_is_bounded_and_beats_the_centroids_alone(tmp_path):
     embeddings = SPACE.embeddings(400)
-    index = make_index(tmp_path / "pq", embeddings, storage="pq", pq_subspaces=32)
-    decoded = index.store.decode(slice(0, 50)).numpy()
-    error = np.linalg.norm(decoded - embeddings[:50], axis=-1)
+    index = make_index(tmp_path / "pq", embeddings, storage="pq")  # 56 subspaces: 64 dims split unevenly
+    error = pq_error(index, embeddings)
     centroids = np.load(tmp_path / "pq" / "centroids.npy")
     codes = np.load(tmp_path / "pq" / "centroid_codes.npy")[:50]
     coarse = np.linalg.norm(centroids[codes] - embeddings[:50], axis=-1)
-    assert error.mean() < 0.35 and error.max() < 0.7
-    assert error.mean() < 0.5 * coarse.mean()
-    assert index.manifest["bytes_per_motion"] == 196 * (32 + 2)
+    assert error.mean() < 0.15 and error.max() < 0.5
+    assert error.mean() < 0.3 * coarse.mean()
+    assert index.manifest["bytes_per_motion"] == 196 * (56 + 2)
+    coarser = make_index(tmp_path / "pq16", embeddings, storage="pq", pq_subspaces=16)
+    assert coarser.manifest["bytes_per_motion"] == 196 * (16 + 2)
+    assert error.mean() < pq_error(coarser, embeddings).mean()
     query = SPACE.queries(1, len(embeddings), seed=2)[0]
     approx = index.search(query, k=1, exact=True)[0]
     assert approx.row == reference_topk(embeddings, query, 1)[1][0]

@@ -32,9 +32,9 @@ def _register_build(actions) -> None:
     build.add_argument("--out", type=Path, required=True, metavar="INDEX", help="index folder to write")
     build.add_argument("--storage", choices=STORAGE_CHOICES, default=None,
                        help="patch store: fp16 (default, 50 KB/motion at d=128), int8 (25 KB), "
-                            "pq (residual product quantisation, 6.6 KB), fp32")
-    build.add_argument("--pq-subspaces", type=int, default=32, metavar="M",
-                       help="pq: sub-vectors per patch, 1 byte each (must divide the embedding size)")
+                            "pq (residual product quantisation, 11.4 KB), fp32")
+    build.add_argument("--pq-subspaces", type=int, default=None, metavar="M",
+                       help="pq: sub-vectors per patch, 1 byte each (default 56)")
     build.add_argument("--update", action="store_true",
                        help="embed only new or changed motions and reuse the rest of the existing INDEX")
     build.add_argument("--batch-size", type=int, default=64, metavar="N", help="motions embedded at once")
@@ -52,6 +52,8 @@ def _register_push(actions) -> None:
     push.add_argument("--qdrant", required=True, metavar="URL", help="Qdrant server URL or local:PATH")
     push.add_argument("--collection", required=True, metavar="NAME")
     push.add_argument("--batch-size", type=int, default=32, metavar="N", help="points per upsert")
+    push.add_argument("--shards", type=int, metavar="N", help="shard_number of the collection (Qdrant cluster)")
+    push.add_argument("--replicas", type=int, metavar="N", help="replication_factor of the collection (Qdrant cluster)")
     add_json_flag(push)
     push.set_defaults(handler=run_push)
 
@@ -105,8 +107,9 @@ def run_build(args: argparse.Namespace) -> dict:
     if args.batch_size < 1:
         raise CliError("--batch-size must be at least 1")
     retriever = Retriever.load(args.model, device=args.device)
+    options = {} if args.pq_subspaces is None else {"pq_subspaces": args.pq_subspaces}
     report = build_index(args.library, retriever, args.out, storage=args.storage, update=args.update,
-                         batch_size=args.batch_size, progress=True, pq_subspaces=args.pq_subspaces)
+                         batch_size=args.batch_size, progress=True, **options)
     return report if args.json else _print_build(report)
 
 
@@ -115,7 +118,8 @@ def run_push(args: argparse.Namespace) -> dict:
     from inference_server.index.qdrant import push_index
 
     index = MotionIndex.load(args.index, device="cpu")
-    return push_index(index, args.qdrant, args.collection, batch_size=args.batch_size, progress=True)
+    return push_index(index, args.qdrant, args.collection, batch_size=args.batch_size, progress=True,
+                      shards=args.shards, replicas=args.replicas)
 
 
 def run_info(args: argparse.Namespace) -> dict:

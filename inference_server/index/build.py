@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from inference_server.errors import DataError, ModelError, T2MError
 from inference_server.index import ivf
-from inference_server.index.quantize import Codec, PQCodec, make_codec
+from inference_server.index.quantize import DEFAULT_PQ_SUBSPACES, Codec, PQCodec, make_codec
 from inference_server.index.store import (FORMAT, MANIFEST, MOTIONS, VERSION, folder_bytes, load_array,
                                           load_codec, read_json, read_manifest)
 
@@ -65,7 +65,8 @@ def motion_meta(item, content: str) -> dict:
 
 
 def build_index(library, model, out: str | Path, storage: str | None = None, update: bool = False,
-                batch_size: int = 64, progress: bool = True, pq_subspaces: int = 32) -> dict:
+                batch_size: int = 64, progress: bool = True,
+                pq_subspaces: int = DEFAULT_PQ_SUBSPACES) -> dict:
     """Embed a motion library (spec string or Dataset) with a checkpoint (path or Retriever) into INDEX.
 
     Returns {"motions", "embedded", "reused", "skipped" [{path, error}], "bytes", "storage", "path", "seconds"}.
@@ -188,7 +189,8 @@ def _drop_failed(plan: RowPlan, failures: list[dict]) -> list[int]:
 
 def write_index(folder: Path, raw: np.ndarray, metas: list[dict], positions: list[np.ndarray] | None,
                 model_info: dict, storage: str = "fp16", plan: RowPlan | None = None, old: Path | None = None,
-                pq_subspaces: int = 32, progress: bool = False, quantizers: Quantizers | None = None) -> Quantizers:
+                pq_subspaces: int = DEFAULT_PQ_SUBSPACES, progress: bool = False,
+                quantizers: Quantizers | None = None) -> Quantizers:
     """Write a complete index into folder (manifest.json last).
 
     raw: (n, P, d) float embeddings of plan.new_rows (all rows when plan is None);
@@ -227,7 +229,7 @@ def sample_patches(raw: np.ndarray, count: int, seed: int = SAMPLE_SEED) -> np.n
     return np.asarray(raw[rows, cols], dtype=np.float32)[rng.permutation(len(picks))]
 
 
-def train_quantizers(raw: np.ndarray, storage: str, pq_subspaces: int = 32,
+def train_quantizers(raw: np.ndarray, storage: str, pq_subspaces: int = DEFAULT_PQ_SUBSPACES,
                      centroids: np.ndarray | None = None) -> Quantizers:
     """Coarse centroids (unless given) and the codec's codebooks from a sample of the raw embeddings."""
     if len(raw) == 0:

@@ -43,15 +43,21 @@ def open_client(target: str):
     raise T2MError(f"Qdrant target {target!r} is not http(s)://host:port, local:PATH or :memory:")
 
 
-def push_index(index, target, collection: str, batch_size: int = PUSH_BATCH, progress: bool = True) -> dict:
-    """(Re)create `collection` at target (a URL or an open client) with every motion of index."""
+def push_index(index, target, collection: str, batch_size: int = PUSH_BATCH, progress: bool = True,
+               shards: int | None = None, replicas: int | None = None) -> dict:
+    """(Re)create `collection` at target (a URL or an open client) with every motion of index.
+
+    shards / replicas: the collection's shard_number / replication_factor on a Qdrant cluster.
+    """
     _, models = _qdrant()
     client = open_client(target) if isinstance(target, str) else target
     if client.collection_exists(collection):
         client.delete_collection(collection)
+    cluster = {key: value for key, value in (("shard_number", shards), ("replication_factor", replicas))
+               if value is not None}
     client.create_collection(collection, vectors_config=models.VectorParams(
         size=index.store.dim, distance=models.Distance.DOT,
-        multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)))
+        multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)), **cluster)
     fingerprint = index.manifest["model"]["fingerprint"]
     for start in tqdm(range(0, len(index), batch_size), desc="pushing to Qdrant", unit="batch",
                       disable=not progress):

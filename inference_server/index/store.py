@@ -24,7 +24,7 @@ import torch
 
 from inference_server.errors import ModelError
 from inference_server.index.ivf import CentroidCandidates
-from inference_server.index.quantize import Codec, PQCodec, make_codec
+from inference_server.index.quantize import DEFAULT_PQ_SUBSPACES, Codec, PQCodec, make_codec
 from inference_server.index.search import (FastPath, Hit, as_query, exact_search, fast_search, global_search,
                                            pooled_vectors, token_alignment)
 
@@ -57,7 +57,8 @@ def load_array(path: Path, mmap: bool = True) -> np.ndarray:
 
 
 def load_codec(folder: Path, manifest: dict) -> Codec:
-    codec = make_codec(manifest["storage"], manifest["patches"], manifest["dim"], manifest.get("pq_subspaces", 32))
+    codec = make_codec(manifest["storage"], manifest["patches"], manifest["dim"],
+                       manifest.get("pq_subspaces", DEFAULT_PQ_SUBSPACES))
     if isinstance(codec, PQCodec):
         codec.load_state({"codebooks": load_array(folder / "codec_codebooks.npy", mmap=False)},
                          load_array(folder / "centroids.npy", mmap=False))
