@@ -28,6 +28,7 @@ MAX_DESCRIBE_FRAMES = 10 * 60 * 60  # ten minutes at 60 fps (9.5 MB of float32)
 MAX_FPS = 1000.0
 # Caption-bank rows scored at once by describe (bounds the (rows, tokens, 196) similarity block).
 _BANK_CHUNK = 2048
+_EMBED_CHUNK = 256  # captions per text-encoder call while building the bank (a stop waits at most one)
 
 
 class Engine:
@@ -43,10 +44,17 @@ class Engine:
         self.retriever = retriever
         self.index = index
         self.searcher = searcher if searcher is not None else index
-        # Embedding every caption takes minutes for a large library on a CPU: do it in the
-        # background so that search answers at once; describe waits for it.
         self._bank_texts = bank_texts(index)
-        self._bank = InBackground(CaptionBank.build, retriever, self._bank_texts)
+        self._bank = LazyCaptionBank(retriever, self._bank_texts)
+
+    def warm_up(self) -> None:
+        """Embed the caption bank in a background thread now (minutes for a large library on a
+        CPU), so that search answers at once and the first describe waits less."""
+        self._bank.start()
+
+    def close(self) -> None:
+        """Stop a warm-up still running (within one chunk of captions)."""
+        self._bank.stop()
 
     # ---------------------------------------------------------------- ops
 
@@ -119,7 +127,7 @@ class Engine:
             patches = self._patches(self._row(motion_id))
         else:
             patches = self.retriever.embed_motions([_motion_from_wire(positions, fps)])[0]
-        return {"captions": self._bank.result().rank(patches, k)}, {}
+        return {"captions": self._bank.get().rank(patches, k)}, {}
 
     def similar(self, motion_id, k=DEFAULT_K) -> tuple[dict, dict]:
         k = check_k(k)
@@ -173,27 +181,31 @@ class Engine:
             raise ProtocolError(BAD_REQUEST, str(error)) from None
 
 
-class InBackground:
-    """A value computed in a daemon thread, so that it never holds up the process's exit."""
+class LazyCaptionBank:
+    """The caption bank, embedded on first use or ahead of time by a stoppable thread."""
 
-    def __init__(self, function, *args):
-        self._done = threading.Event()
-        self._value = self._error = None
-        threading.Thread(target=self._run, args=(function, args), daemon=True).start()
+    def __init__(self, retriever, texts: list[str]):
+        self._retriever, self._texts = retriever, texts
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bank: CaptionBank | None = None
 
-    def _run(self, function, args) -> None:
-        try:
-            self._value = function(*args)
-        except Exception as error:  # re-raised in the caller's thread by result()
-            self._error = error
-        finally:
-            self._done.set()
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.get, name="caption-bank")
+        self._thread.start()
 
-    def result(self):
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def get(self) -> CaptionBank | None:
+        """The bank (None only once stop() has been called)."""
+        with self._lock:
+            if self._bank is None and not self._stop.is_set():
+                self._bank = CaptionBank.build(self._retriever, self._texts, self._stop)
+            return self._bank
 
 
 class CaptionBank:
@@ -207,9 +219,14 @@ class CaptionBank:
         self.texts, self.vectors, self.mask, self.pooling = texts, vectors, mask, pooling
 
     @classmethod
-    def build(cls, retriever, texts: list[str]) -> CaptionBank:
+    def build(cls, retriever, texts: list[str], stop: threading.Event | None = None) -> CaptionBank | None:
+        """Embed `texts` chunk by chunk; None when `stop` is set before the end."""
         started = time.perf_counter()
-        embeddings = _embed_skipping_empty(retriever, texts)
+        embeddings = []
+        for start in range(0, len(texts), _EMBED_CHUNK):
+            if stop is not None and stop.is_set():
+                return None
+            embeddings += _embed_skipping_empty(retriever, texts[start:start + _EMBED_CHUNK])
         texts = [text for text, emb in zip(texts, embeddings) if emb is not None]
         embeddings = [emb for emb in embeddings if emb is not None]
         longest = max((len(emb.tokens) for emb in embeddings), default=1)

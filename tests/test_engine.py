@@ -100,7 +100,7 @@ def test_describe_by_id_and_by_positions_agree(engine):
     assert scores == sorted(scores, reverse=True) and len(scores) == 4
     np.testing.assert_allclose(scores, [c["score"] for c in by_positions["captions"]], atol=1e-4)
     # the best caption is the best of the whole bank, recomputed by brute force
-    bank = engine._bank.result().texts
+    bank = engine._bank.get().texts
     embeddings = engine.retriever.embed_texts(bank)
     patches = torch.from_numpy(engine.index.patches(2))[None]
     best = max(range(len(bank)), key=lambda i: float(maxsim_scores(torch.from_numpy(embeddings[i].vectors), patches)))

@@ -58,9 +58,11 @@ def run_serve(args: argparse.Namespace) -> dict:
                           qdrant=_qdrant_target(args))
     server = Server(engine, bind=args.bind, curve_secret=args.curve_secret, insecure=args.insecure)
     previous = {sig: signal.signal(sig, lambda *_: server.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    engine.warm_up()
     try:
         server.serve_forever()
     finally:
+        engine.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     logging.getLogger("t2m.server").info("stopped after %d replies", server.answered)
