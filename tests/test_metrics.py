@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,7 +283,8 @@ def test_vectorised_counts_match_a_brute_force_reference(monkeypatch):
 
 
 def _t2m(*args):
-    return subprocess.run(["t2m", "metrics", *map(str, args)], capture_output=True, text=True, timeout=60)
+    t2m = Path(sys.executable).with_name("t2m")  # the installed console script, PATH or not
+    return subprocess.run([str(t2m), "metrics", *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
 def test_cli_prints_one_json_object(tmp_path):
