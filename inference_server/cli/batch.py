@@ -52,6 +52,8 @@ def register(subparsers) -> None:
     demo.add_argument("--out", default="t2m_demo", help="output folder (default: %(default)s)")
     demo.add_argument("--prompt", action="append", dest="prompts",
                       help="a prompt (repeatable; default: a built-in set, one of them compositional)")
+    demo.add_argument("--index", help="serve this index instead of the embedded default library")
+    demo.add_argument("--model", help="checkpoint for --index")
     add_json_flag(demo)
     demo.set_defaults(handler=run_demo_command)
 
@@ -94,11 +96,13 @@ def blender_output_to_stderr():
 def run_demo_command(args) -> dict:
     from inference_server import default
 
+    if bool(args.index) != bool(args.model):
+        raise CliError("give both --index and --model, or neither (the embedded default)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    default.model_and_index(progress=True)
+    model, index = (args.model, args.index) if args.index else default.model_and_index(progress=True)
     address = f"tcp://127.0.0.1:{_free_port()}"
-    server = _start_server(address, out / "server.log")
+    server = _start_server(address, ["--index", str(index), "--model", str(model)], out / "server.log")
     try:
         return _demo_with_server(address, out, args.prompts or DEMO_PROMPTS)
     finally:
@@ -112,13 +116,13 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start_server(address: str, log_path: Path) -> subprocess.Popen:
+def _start_server(address: str, library: list[str], log_path: Path) -> subprocess.Popen:
     from bridge.client import Client
     from bridge.protocol import ServerUnreachable
 
-    log = open(log_path, "w", encoding="utf-8")
-    server = subprocess.Popen([sys.executable, "-m", "inference_server", "serve", "--bind", address],
-                              stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "w", encoding="utf-8") as log:  # the server keeps its own copy of the handle
+        server = subprocess.Popen([sys.executable, "-m", "inference_server", "serve", "--bind", address, *library],
+                                  stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + SERVER_START_SECONDS
     with Client(address, timeout=5.0, retries=0) as client:
         while True:
