@@ -61,6 +61,12 @@ def run_metrics(args: argparse.Namespace) -> dict | None:
         scores, args.protocol, captions=captions, text_embeddings=embeddings,
         threshold=args.threshold, nsim_ids=nsim_ids,
     )
+    return metrics_output(result, args)
+
+
+def metrics_output(result: dict, args) -> dict | None:
+    """The metrics as the command's result; with --markdown the table is printed, or added
+    under "markdown" when --json keeps stdout to one JSON object. Shared by `eval`."""
     if not args.markdown:
         return result
     table = metrics_table_markdown(result)

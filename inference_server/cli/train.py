@@ -98,18 +98,12 @@ def run_train(args: argparse.Namespace) -> dict | None:
 
 
 def run_eval(args: argparse.Namespace) -> dict | None:
+    from inference_server.cli.metrics import metrics_output
     from inference_server.evaluate import evaluate
-    from inference_server.metrics import metrics_table_markdown
     _check_checkpoint(args.model)
     result = evaluate(args.model, args.data, args.protocol, args.device, args.batch_size,
                       nsim_file=args.nsim, threshold=args.threshold, progress=True)
-    if not args.markdown:
-        return result
-    table = metrics_table_markdown(result)
-    if args.json:
-        return {**result, "markdown": table}
-    print(table)
-    return None
+    return metrics_output(result, args)
 
 
 def run_explain(args: argparse.Namespace) -> dict | None:
