@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=200, help="queries timed on the fast path")
     parser.add_argument("--truth-queries", type=int, default=40,
                         help="queries also run exactly (latency of exact, recall of fast)")
+    parser.add_argument("--exact-seconds", type=float, default=60.0,
+                        help="stop the exact queries of a size after this long (at least 10 queries run)")
     parser.add_argument("--batch", type=int, default=32, help="queries per batch for throughput")
     parser.add_argument("--model", help="checkpoint for the real-data storage evaluation")
     parser.add_argument("--data", action="append",
@@ -120,14 +122,15 @@ def synthetic_case(size: int, args, folder: Path, storages: bool) -> dict:
     build_seconds = time.perf_counter() - started
     index = MotionIndex.load(folder / "fp16", device=args.device)
     queries = space.queries(max(args.queries, args.truth_queries), size)
-    truth = queries[:args.truth_queries]
-    exact_lat, exact_hits = timed(index, truth, exact=True)
+    exact_lat, exact_hits = timed(index, queries[:args.truth_queries], exact=True, budget=args.exact_seconds)
+    truth = queries[:len(exact_hits)]
     fast_lat, fast_hits = timed(index, queries, exact=False)
     recalls = [len({h.row for h in fast} & {h.row for h in exact}) / K
                for fast, exact in zip(fast_hits, exact_hits)]
     case = {"motions": size, "generate_seconds": round(generated, 2), "build_seconds": round(build_seconds, 2),
             "centroids": len(quantizers.centroids),
-            "exact": latency_stats(exact_lat) | {"batched_qps": throughput(index, truth, args.batch, True)},
+            "exact": latency_stats(exact_lat) | {"batched_qps": throughput(index, truth, min(args.batch, len(truth)),
+                                                                           True)},
             "fast": latency_stats(fast_lat) | {"batched_qps": throughput(index, queries, args.batch, False)},
             "fast_recall_at_10": {"mean": round(float(np.mean(recalls)), 4), "min": float(np.min(recalls)),
                                   "queries": len(recalls)},
@@ -151,11 +154,14 @@ def cpu_agreement(folder: Path, queries, device_hits) -> float:
                                 for a, b in zip(cpu, device_hits)])), 4)
 
 
-def timed(index, queries, exact: bool) -> tuple[list[float], list]:
+def timed(index, queries, exact: bool, budget: float = float("inf")) -> tuple[list[float], list]:
+    """Per-query seconds and hits; stops once `budget` seconds are spent (after at least 10 queries)."""
     for query in queries[:3]:  # warm caches and lazy initialisation
         index.search(query, K, exact=exact)
     seconds, hits = [], []
     for query in queries:
+        if len(seconds) >= 10 and sum(seconds) > budget:
+            break
         started = time.perf_counter()
         hits.append(index.search(query, K, exact=exact))  # results come back to the host: synchronised
         seconds.append(time.perf_counter() - started)
@@ -232,7 +238,7 @@ def real_storage_eval(args, spec: str, folder: Path) -> dict:
               "model_training": {key: training.get(key) for key in ("trained", "epoch")} |
               {"data": training.get("options", {}).get("data")},
               "motions": len(items), "caption_queries": len(texts), "storages": {}}
-    centroids = None
+    centroids = reference = None
     for storage in STORAGES:
         quantizers = train_quantizers(embeddings, storage, args.pq_subspaces, centroids=centroids)
         centroids = quantizers.centroids
@@ -240,10 +246,12 @@ def real_storage_eval(args, spec: str, folder: Path) -> dict:
             write_index(tmp, embeddings, metas, None, model, storage, quantizers=quantizers)
         index = MotionIndex.load(folder / storage, device=args.device)
         scores = score_matrix(index, texts)
+        reference = scores if reference is None else reference  # STORAGES starts with fp32
         result["storages"][storage] = {
             "bytes_per_motion": index.manifest["bytes_per_motion"],
             "all_captions": caption_recalls(scores, [row for row, _ in captions]),
-            "first_caption_all": square_metrics(scores[first_caption])}
+            "first_caption_all": square_metrics(scores[first_caption]),
+            "vs_fp32": fidelity(scores, reference)}
         if storage == "fp16":
             result["fast_path_recall_at_10"] = forced_fast_recall(index, texts)
     return result
@@ -251,10 +259,18 @@ def real_storage_eval(args, spec: str, folder: Path) -> dict:
 
 def score_matrix(index, texts) -> np.ndarray:
     scores = np.zeros((len(texts), len(index)), np.float32)
-    for row, hits in enumerate(index.search_batch(texts, len(index), exact=True)):
+    for row, hits in enumerate(index.search_batch(texts, len(index), exact=True, align=False)):
         for hit in hits:
             scores[row, hit.row] = hit.score
     return scores
+
+
+def fidelity(scores: np.ndarray, reference: np.ndarray) -> dict:
+    """How far a storage's score matrix is from fp32's: mean |score error|, top-10 overlap."""
+    top = np.argsort(-scores, axis=1)[:, :K]
+    truth = np.argsort(-reference, axis=1)[:, :K]
+    overlap = np.mean([len(set(a) & set(b)) / K for a, b in zip(top, truth)])
+    return {"score_mae": round(float(np.abs(scores - reference).mean()), 6), "overlap_at_10": round(float(overlap), 4)}
 
 
 def caption_recalls(scores: np.ndarray, targets: list[int]) -> dict:

@@ -31,6 +31,7 @@ from inference_server.index import ivf
 from inference_server.index.quantize import DEFAULT_PQ_SUBSPACES, Codec, PQCodec, make_codec
 from inference_server.index.store import (FORMAT, MANIFEST, MOTIONS, VERSION, folder_bytes, load_array,
                                           load_codec, read_json, read_manifest)
+from inference_server.jami import NUM_PATCHES
 
 TMP_MARK = ".tmp-"
 WRITE_CHUNK = 512  # motions encoded at once
@@ -81,6 +82,7 @@ def build_index(library, model, out: str | Path, storage: str | None = None, upd
     retriever = model if hasattr(model, "embed_motions") else Retriever.load(model)
     old = _previous(out, retriever.fingerprint) if update else None
     storage = _choose_storage(storage, old, out)
+    make_codec(storage, NUM_PATCHES, retriever.dim, pq_subspaces)  # refuse bad options before embedding
     items = list(dataset.items)
     hashes = [content_hash(item.motion.positions, item.motion.fps) for item in items]
     plan = plan_rows(items, hashes, old)
@@ -144,8 +146,6 @@ def plan_rows(items: list, hashes: list[str], old: Path | None) -> RowPlan:
 def embed_rows(folder: Path, items: list, retriever, storage: str, batch_size: int,
                progress: bool) -> tuple[np.ndarray, list[dict]]:
     """Embed items into folder/raw.npy (n, P, d); a motion the model refuses is listed, not fatal."""
-    from inference_server.jami import NUM_PATCHES
-
     dtype = np.float32 if storage == "fp32" else np.float16
     raw = open_memmap(folder / "raw.npy", mode="w+", dtype=dtype, shape=(len(items), NUM_PATCHES, retriever.dim))
     failures = []

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from inference_server.errors import T2MError
+
 STORAGES = ("fp32", "fp16", "int8", "pq")
 PQ_CODEWORDS = 256
 # 56 one-byte codes + the 2-byte centroid code = 58 bytes a patch: 11.4 KB per motion at
@@ -75,29 +77,31 @@ class Field:
 
 
 class Codec:
-    """Base codec: the float storages (fp32, fp16)."""
+    """Base codec: the vectors themselves, as fp16 (Float32Codec: fp32)."""
 
     name = "fp16"
+    dtype = "float16"
 
     def __init__(self, patches: int, dim: int):
         self.patches, self.dim = patches, dim
 
     def fields(self) -> dict[str, Field]:
-        return {"patches": Field(self.name_dtype(), (self.patches, self.dim))}
-
-    def name_dtype(self) -> str:
-        return "float16" if self.name == "fp16" else "float32"
+        """The per-motion arrays this codec stores, by file name."""
+        return {"patches": Field(self.dtype, (self.patches, self.dim))}
 
     def state(self) -> dict[str, np.ndarray]:
+        """Trained parameters to save beside the fields (codebooks)."""
         return {}
 
     def fit(self, sample: np.ndarray, centroids: np.ndarray | None = None) -> None:
         """Train on (n, d) float32 sample vectors (no-op unless the codec has codebooks)."""
 
     def encode(self, vectors: np.ndarray, centroid_codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        return {"patches": vectors.astype(self.name_dtype())}
+        """(n, P, d) float32 (+ their (n, P) centroid codes) -> the fields of n motions."""
+        return {"patches": vectors.astype(self.dtype)}
 
     def decode(self, fields: dict[str, torch.Tensor], centroid_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Fields of n motions (+ centroid codes) -> (n, P, d) float32, on the fields' device."""
         return fields["patches"].float()
 
     def bytes_per_motion(self) -> int:
@@ -106,6 +110,7 @@ class Codec:
 
 class Float32Codec(Codec):
     name = "fp32"
+    dtype = "float32"
 
 
 class Int8Codec(Codec):
@@ -142,7 +147,7 @@ class PQCodec(Codec):
     def __init__(self, patches: int, dim: int, subspaces: int = DEFAULT_PQ_SUBSPACES):
         super().__init__(patches, dim)
         if not 1 <= subspaces <= dim:
-            raise ValueError(f"pq: subspaces must be between 1 and the embedding size {dim}, got {subspaces}")
+            raise T2MError(f"pq: subspaces must be between 1 and the embedding size {dim}, got {subspaces}")
         self.subspaces = subspaces
         self.width = -(-dim // subspaces)  # padded sub-vector size
         sizes = [len(part) for part in np.array_split(np.arange(dim), subspaces)]
@@ -199,5 +204,5 @@ def make_codec(storage: str, patches: int, dim: int, pq_subspaces: int = DEFAULT
         return PQCodec(patches, dim, pq_subspaces)
     classes = {"fp32": Float32Codec, "fp16": Codec, "int8": Int8Codec}
     if storage not in classes:
-        raise ValueError(f"unknown storage {storage!r} (choose from {', '.join(STORAGES)})")
+        raise T2MError(f"unknown storage {storage!r} (choose from {', '.join(STORAGES)})")
     return classes[storage](patches, dim)

@@ -66,9 +66,13 @@ def load_codec(folder: Path, manifest: dict) -> Codec:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> the GPU when there is one, else the CPU; a CUDA device without CUDA is refused."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device} asked for, but CUDA is not available")
+    return device
 
 
 class PatchStore:
@@ -82,9 +86,11 @@ class PatchStore:
                        for name in self.codec.fields()}
         self.centroid_codes = self._tensor(load_array(folder / "centroid_codes.npy"))
         self.rows = int(manifest["motions"])
+        if any(len(tensor) != self.rows for tensor in (*self.fields.values(), self.centroid_codes)):
+            raise ModelError(f"{folder}: the patch store does not hold {self.rows} motions as its manifest says")
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(self.device)
+        return torch.from_numpy(array).to(self.device)  # CPU: a view of the memory map, nothing read yet
 
     def __len__(self) -> int:
         return self.rows
@@ -92,12 +98,13 @@ class PatchStore:
     def decode(self, rows: slice | torch.Tensor) -> torch.Tensor:
         """Float32 patches (n, P, d) of a slice or an index tensor of rows, on the store's device."""
         if isinstance(rows, torch.Tensor):
-            rows = rows.to(self.fields[next(iter(self.fields))].device)
-            pick = lambda t: t.index_select(0, rows)  # noqa: E731
-        else:
-            pick = lambda t: t[rows]  # noqa: E731
-        fields = {name: pick(tensor).to(self.device) for name, tensor in self.fields.items()}
-        return self.codec.decode(fields, pick(self.centroid_codes).to(self.device))
+            rows = rows.to(self.device)
+        fields = {name: _take(tensor, rows) for name, tensor in self.fields.items()}
+        return self.codec.decode(fields, _take(self.centroid_codes, rows))
+
+
+def _take(tensor: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+    return tensor.index_select(0, rows) if isinstance(rows, torch.Tensor) else tensor[rows]
 
 
 class MotionIndex:
@@ -181,18 +188,19 @@ class MotionIndex:
         return int(np.clip(np.ceil(frames / WINDOW_FRAMES), 1, WINDOWS))
 
     # ---------------------------------------------------------------- search
-    def search(self, query, k: int = 10, exact: bool = False, rows=None) -> list[Hit]:
+    def search(self, query, k: int = 10, exact: bool = False, rows=None, align: bool = True) -> list[Hit]:
         """Top-k rows for one query (TextEmbedding or (L, d) array), best first, with alignments.
 
         exact: brute-force MaxSim over the whole store; otherwise the two-stage fast path is
         used when the library has more than FAST_PATH_MIN_MOTIONS motions. (An index of a
         global-pooling model always ranks exactly by its global score.)
         rows: restrict the search to these rows (candidates from elsewhere, e.g. Qdrant): exact.
+        align: compute each hit's token -> patch alignment (False: alignment None, for scoring).
         """
-        return self.search_batch([query], k, exact, None if rows is None else [rows])[0]
+        return self.search_batch([query], k, exact, None if rows is None else [rows], align)[0]
 
     def search_batch(self, queries: list, k: int = 10, exact: bool = False,
-                     rows: list | None = None) -> list[list[Hit]]:
+                     rows: list | None = None, align: bool = True) -> list[list[Hit]]:
         """search() for many queries at once (the exact path shares each decoded chunk)."""
         tensors = [as_query(query, self.store.dim, self.device) for query in queries]
         k = max(0, min(int(k), len(self)))
@@ -205,7 +213,7 @@ class MotionIndex:
             ranked = exact_search(self.store, tensors, k)
         else:
             ranked = [fast_search(self.store, self.candidates, query, k, self.fast_path) for query in tensors]
-        return [self._hits(query, scores, found) for query, (scores, found) in zip(tensors, ranked)]
+        return [self._hits(query, scores, found, align) for query, (scores, found) in zip(tensors, ranked)]
 
     def similar(self, i: int, k: int = 10, exact: bool = False) -> list[Hit]:
         """Motions like row i: MaxSim with row i's patches of its valid windows as the query side."""
@@ -228,10 +236,10 @@ class MotionIndex:
             raise IndexError(f"candidate rows out of range for index {self.path} ({len(self)} motions)")
         return rows
 
-    def _hits(self, query: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor) -> list[Hit]:
+    def _hits(self, query: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor, align: bool) -> list[Hit]:
         if not len(rows):
             return []
-        alignment = token_alignment(self.store, query, rows)
+        alignment = token_alignment(self.store, query, rows) if align else [None] * len(rows)
         return [Hit(int(row), float(score), align)
                 for row, score, align in zip(rows.tolist(), scores.tolist(), alignment)]
 
