@@ -117,9 +117,6 @@ class QdrantSearcher:
             raise ModelError(f"Qdrant collection {collection!r} holds vectors of model {pushed}, "
                              f"but index {index.path} is of model {built}: push the index again")
 
-    def search(self, query, k: int = 10):
-        return self.search_batch([query], k)[0]
-
     def search_batch(self, queries: list, k: int = 10) -> list:
         wanted = max(self.min_candidates, self.oversample * int(k))
         rows = []
