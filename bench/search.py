@@ -329,10 +329,12 @@ def plot(results: dict, path: Path) -> None:
         latency.plot(sizes, [case[mode]["p50_ms"] for case in cases], style, label=f"{mode} p50")
         latency.plot(sizes, [case[mode]["p99_ms"] for case in cases], style, alpha=0.4, label=f"{mode} p99")
     for case in cases:
-        latency.annotate(f"R@10 {case['fast_recall_at_10']['mean']:.3f}", (case["motions"], case["fast"]["p50_ms"]),
-                         textcoords="offset points", xytext=(4, -12), fontsize=8)
+        latency.annotate(f"recall@10 {case['fast_recall_at_10']['mean']:.3f}",
+                         (case["motions"], case["fast"]["p50_ms"]), textcoords="offset points", xytext=(-20, 8),
+                         fontsize=8)
+    threads = results["machine"]["torch_threads"]
     latency.set(xscale="log", yscale="log", xlabel="motions in the library", ylabel="ms per query",
-                title=f"MaxSim search ({results['machine']['device']}, {results['machine']['torch_threads']} threads)")
+                title=f"MaxSim search ({results['machine']['device']}, {threads} thread{'s' * (threads != 1)})")
     latency.grid(True, which="both", alpha=0.3)
     latency.legend(fontsize=8)
     if cases:
@@ -343,8 +345,9 @@ def plot(results: dict, path: Path) -> None:
             label = f"R@10 {real[name]['all_captions']['R@10']:.2f}" if name in real else ""
             storage.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                              textcoords="offset points", xytext=(0, 3), fontsize=8)
-        title = "patch store per motion" + (f" (R@10: {results['real'][0]['data']})" if real else "")
-        storage.set(ylabel="KiB per motion (196 x 128 patches)", title=title)
+        storage.set(ylabel="KiB per motion (196 x 128 patches)", title="patch store per motion")
+        if real:
+            storage.set_xlabel(f"text->motion R@10 on {results['real'][0]['data'].split('/')[-1]}", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
