@@ -24,6 +24,7 @@ import bpy
 
 from .errors import AddonError
 from .retarget import ROOT_MOTION_MODES, apply_motion
+from .wire import RemoteError
 
 FORMATS = ("fbx", "bvh", "blend")
 SUMMARY_FIELDS = ["prompt", "name", "rank", "motion_id", "motion_name", "score", "output", "seconds",
@@ -231,7 +232,7 @@ def run_batch(prompts_path: str | Path, rig: str, out_dir: str | Path, backend, 
         path = out_dir / f"{output_stem(prompt.name, taken)}.{fmt}"
         try:
             record, action = _run_one(obj, backend, prompt, path, fmt, previous.get(path.name))
-        except (AddonError, KeyError, ValueError, RuntimeError, ConnectionError) as error:
+        except (AddonError, RemoteError, KeyError, ValueError, RuntimeError, ConnectionError) as error:
             failed.append({"prompt": prompt.prompt, "error": str(error)})
             continue
         records.append(record)

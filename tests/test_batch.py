@@ -129,13 +129,15 @@ def test_bad_rows_are_reported_and_the_batch_goes_on(tmp_path, library, rig):
                        "a person waves with the left hand,wave,0,in place\n"
                        ",empty,0,full\n"
                        "a person jumps,jump,first,full\n"
-                       "a person squats down,squat,1,full\n", encoding="utf-8")
+                       "a person squats down,squat,1,full\n"
+                       f"{'a person walks ' * 80},too_long,0,full\n", encoding="utf-8")
     summary = run_batch(prompts, rig, tmp_path / "out", library, "--format", "blend")
     assert summary["done"] == 2
     errors = [failure["error"] for failure in summary["failed"]]
-    assert len(errors) == 2
+    assert len(errors) == 3
     assert "line 3" in errors[0] and "empty prompt" in errors[0]
     assert "line 4" in errors[1] and "rank" in errors[1]
+    assert "bad_request" in errors[2] and "1000" in errors[2]  # the server's text limit, from the engine
     assert sorted(path.name for path in (tmp_path / "out").glob("*.blend")) == ["review.blend", "squat.blend",
                                                                                "wave.blend"]
 
