@@ -10,12 +10,15 @@ review.blend holds every clip as a named NLA strip.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,15 +231,19 @@ def run_batch(prompts_path: str | Path, rig: str, out_dir: str | Path, backend, 
     previous = _previous_records(out_dir)
     taken: set[str] = set()
     records, clips = [], []
-    for prompt in _progress(prompts, progress):
-        path = out_dir / f"{output_stem(prompt.name, taken)}.{fmt}"
-        try:
-            record, action = _run_one(obj, backend, prompt, path, fmt, previous.get(path.name))
-        except (AddonError, RemoteError, KeyError, ValueError, RuntimeError, ConnectionError) as error:
-            failed.append({"prompt": prompt.prompt, "error": str(error)})
-            continue
-        records.append(record)
-        clips.append((prompt.name, action))
+    with ctrl_c_between_prompts() as interrupted:
+        for prompt in _progress(prompts, progress):
+            if interrupted.is_set():
+                _write_summaries(out_dir, records, failed)  # what is done stays recorded for the rerun
+                raise KeyboardInterrupt
+            path = out_dir / f"{output_stem(prompt.name, taken)}.{fmt}"
+            try:
+                record, action = _run_one(obj, backend, prompt, path, fmt, previous.get(path.name))
+            except (AddonError, RemoteError, KeyError, ValueError, RuntimeError, ConnectionError) as error:
+                failed.append({"prompt": prompt.prompt, "error": str(error)})
+                continue
+            records.append(record)
+            clips.append((prompt.name, action))
     review = _write_review(obj, clips, out_dir, made_new=any(not r["skipped"] for r in records))
     _write_summaries(out_dir, records, failed)
     return {"done": len(records), "failed": failed, "outputs": [str(out_dir / r["output"]) for r in records],
@@ -247,6 +254,27 @@ def _remove_partials(out_dir: Path) -> None:
     """Files a killed run (SIGKILL, power loss) left half-written: never outputs, so drop them."""
     for partial in out_dir.glob("*.partial*"):
         partial.unlink()
+
+
+@contextlib.contextmanager
+def ctrl_c_between_prompts():
+    """Ctrl-C stops the batch after the prompt in hand: raised inside a Blender operator (the
+    exporters), KeyboardInterrupt would come back as a RuntimeError and look like a failed
+    prompt. A second Ctrl-C interrupts at once."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_ctrl_c(signum, frame):
+        interrupted.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_one(obj, backend, prompt: Prompt, path: Path, fmt: str, previous: dict | None):
