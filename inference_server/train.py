@@ -54,6 +54,7 @@ class TrainOptions:
     mlm_weight: float = 0.2
     mlm_captions: int = 16
     mask_punctuation: bool = False
+    mask_padding: bool = True          # MaxSim/global skip padding-only windows (False: the paper's way)
     text_model: str | None = None      # override the preset's text model (name or folder)
     pretrained: bool | str = False     # ViT weights: False, True (timm hub) or a local file
     allow_download: bool = False
@@ -336,7 +337,7 @@ class Trainer:
         preset = get_preset(options.preset, text_model=options.text_model)
         model = MotionColBert.build(preset, PART_CHANNEL_INDEX, options.pooling, options.pretrained,
                                     options.allow_download, options.mask_punctuation,
-                                    options.mlm_weight, options.mlm_captions)
+                                    options.mlm_weight, options.mlm_captions, options.mask_padding)
         return model.to(self.device).train(), None
 
     def _wrap(self, model):

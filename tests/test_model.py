@@ -68,6 +68,37 @@ def test_motion_patches_follow_the_layout(model):
         assert model.encode_motion(angles).shape == (1, LAYOUT.num_patches, 32)
 
 
+def test_padding_windows_give_zero_patches_unless_disabled(model):
+    """A 40-frame clip fills windows 0-2 (16 frames each); windows 3-13 hold only padding."""
+    from inference_server.jami import crop_or_pad
+    from inference_server.maxsim import maxsim_scores
+
+    model.eval()
+    padded, valid = crop_or_pad(torch.randn(40, 29).numpy())
+    angles = torch.from_numpy(padded)[None]
+    assert valid == 40
+    unmasked = MotionColBert.build(get_preset("test"), PART_CHANNEL_INDEX, mask_padding=False).eval()
+    unmasked.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        masked_patches, plain_patches = model.encode_motion(angles)[0], unmasked.encode_motion(angles)[0]
+    norms = masked_patches.norm(dim=-1)
+    filled = torch.tensor([LAYOUT.window(p) < 3 for p in range(LAYOUT.num_patches)])
+    assert torch.allclose(norms[filled], torch.ones(int(filled.sum()))) and (norms[~filled] == 0).all()
+    assert torch.allclose(plain_patches.norm(dim=-1), torch.ones(LAYOUT.num_patches))
+    assert torch.equal(masked_patches[filled], plain_patches[filled])
+    # MaxSim over the masked patches = MaxSim over the clip's own windows alone
+    tokens = torch.nn.functional.normalize(plain_patches[filled][:5] + 0.1, dim=-1)
+    assert torch.allclose(maxsim_scores(tokens, masked_patches[None]), maxsim_scores(tokens, plain_patches[filled][None]))
+    assert model.config.mask_padding and not read_config_default_mask_padding()
+
+
+def read_config_default_mask_padding() -> bool:
+    """Checkpoints written before the option existed load with the paper's unmasked scoring."""
+    from inference_server.model.colbert import ModelConfig
+
+    return ModelConfig(preset={}, part_channels=[]).mask_padding
+
+
 def test_gradients_reach_both_encoders_and_heads(model):
     model.train()
     model.zero_grad()

@@ -51,7 +51,10 @@ def test_motion_embeddings_are_batch_independent(retriever):
     motions = [_motion(3.0, 0.5), _motion(14.0, 1.0), _motion(1.0, 2.0, fps=20.0)]
     patches = retriever.embed_motions(motions, batch_size=2)
     assert patches.shape == (3, 196, 32) and patches.dtype == np.float32
-    assert np.allclose(np.linalg.norm(patches, axis=-1), 1, atol=1e-5)
+    norms = np.linalg.norm(patches, axis=-1).reshape(3, 14, 14)  # (motion, window, part)
+    filled_windows = [4, 14, 2]  # 3 s, 14 s (cropped to 11.2 s) and 1 s at 20 fps in 0.8 s windows
+    for norm, filled in zip(norms, filled_windows):
+        assert np.allclose(norm[:filled], 1, atol=1e-5) and np.all(norm[filled:] == 0)  # padding: zero
     assert np.allclose(retriever.embed_motions(motions[1:2]), patches[1], atol=1e-5)
     assert retriever.embed_motions([]).shape == (0, 196, 32)
 

@@ -37,6 +37,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlm-weight", type=float, default=0.2, help="weight of the masked-LM loss (0: off)")
     parser.add_argument("--mlm-captions", type=int, default=16, help="captions per batch used by the MLM loss")
     parser.add_argument("--mask-punctuation", action="store_true", help="punctuation tokens do not count in scores")
+    parser.add_argument("--no-mask-padding", dest="mask_padding", action="store_false",
+                        help="let words match the zero-padded windows of short clips too (the paper's way)")
     parser.add_argument("--text-model", help="Hugging Face masked-LM name or folder instead of the preset's")
     parser.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="FILE",
                         help="start the ViT from timm's pretrained weights (downloads) or from a local FILE")

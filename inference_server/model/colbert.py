@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference_server.jami import BAND, PART_NAMES, WINDOWS
 from inference_server.maxsim import POOLINGS, pooled_scores
 from inference_server.model.loss import INIT_LOGIT_SCALE, contrastive_loss, total_loss
 from inference_server.model.motion import MotionEncoder
@@ -24,6 +25,9 @@ class ModelConfig:
     mlm_weight: float = 0.2
     mlm_captions: int = 16              # the MLM loss uses the first N captions of a batch
     extra: dict = field(default_factory=dict)
+    # Zero the patches of windows that hold only JAMI padding (absent = False: the paper's way,
+    # and how checkpoints made before this option were trained).
+    mask_padding: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,13 +52,14 @@ class MotionColBert(nn.Module):
     @classmethod
     def build(cls, preset: Preset, part_channels: list[list[int]], pooling: str = "maxsim",
               pretrained: bool | str = False, allow_download: bool = False, mask_punctuation: bool = False,
-              mlm_weight: float = 0.2, mlm_captions: int = 16) -> "MotionColBert":
+              mlm_weight: float = 0.2, mlm_captions: int = 16, mask_padding: bool = True) -> "MotionColBert":
         """A fresh model: the text model's own weights (always), ViT weights only if `pretrained`."""
         text = TextEncoder.pretrained(preset.text_model, allow_download=allow_download,
                                       max_tokens=preset.max_text_tokens, mask_punctuation=mask_punctuation)
         motion = MotionEncoder(preset.vit, part_channels, preset.vit_overrides, preset.drop_path,
                                pretrained=pretrained, pretrained_tag=preset.vit_pretrained_tag)
-        config = ModelConfig(preset.to_dict(), part_channels, pooling, mask_punctuation, mlm_weight, mlm_captions)
+        config = ModelConfig(preset.to_dict(), part_channels, pooling, mask_punctuation, mlm_weight, mlm_captions,
+                             mask_padding=mask_padding)
         return cls(text, motion, config)
 
     @property
@@ -66,8 +71,12 @@ class MotionColBert(nn.Module):
         return F.normalize(self.text_proj(self.text(input_ids, attention_mask)).float(), dim=-1)
 
     def encode_motion(self, angles: torch.Tensor) -> torch.Tensor:
-        """(B, 224, 29) normalised angles -> (B, 196, d) L2-normalised patch vectors."""
-        return F.normalize(self.motion_proj(self.motion(angles)).float(), dim=-1)
+        """(B, 224, 29) normalised angles -> (B, 196, d) L2-normalised patch vectors (zero vectors
+        for padding-only windows when the config masks padding)."""
+        patches = F.normalize(self.motion_proj(self.motion(angles)).float(), dim=-1)
+        if self.config.mask_padding:
+            patches = patches * padding_patch_mask(angles)[..., None].to(patches.dtype)
+        return patches
 
     def scores(self, text: torch.Tensor, valid_mask: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         # in float32 even under bf16 autocast: bf16 cosines are too coarse once scaled by up to 100
@@ -94,3 +103,16 @@ class MotionColBert(nn.Module):
             key = "motion" if name.startswith("motion.") else "text" if name.startswith("text.") else "heads"
             groups[key].append((name, param))
         return groups
+
+
+def padding_patch_mask(angles: torch.Tensor) -> torch.Tensor:
+    """(B, 224, 29) normalised JAMI input -> (B, 196) bool: False for the patches of time windows
+    holding only padding (crop_or_pad pads with exact zeros after normalising).
+
+    A zero patch vector has cosine 0 with every token, so MaxSim's max skips it as long as some
+    real patch scores above 0, and the global mean of the patches becomes the mean of the real
+    ones once normalised: short clips are no longer scored against 11 s of padding.
+    """
+    filled = angles.reshape(angles.shape[0], WINDOWS, BAND, -1).abs().amax(dim=(2, 3)) > 0   # (B, windows)
+    # window-major like jami.LAYOUT: patch = window * 14 + part
+    return filled[:, :, None].expand(-1, WINDOWS, len(PART_NAMES)).reshape(angles.shape[0], -1)
