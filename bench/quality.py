@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--preset", default="test", help="model preset of the quality runs (default test)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--temperature", type=float, help="initial temperature of the logit scale (default: preset's)")
+    parser.add_argument("--dim", type=int, help="width of the token/patch space (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic", type=int, default=400, help="synthetic motions (train+val splits)")
     parser.add_argument("--synthetic-test", type=int, default=200, help="held-out synthetic test motions")
@@ -75,14 +77,16 @@ def run_pooling(args, name: str, specs: dict, pooling: str, work: Path) -> dict:
     started = time.perf_counter()
     result = train(TrainOptions(data=specs["train"], out=str(work / f"{name}-{pooling}"), preset=args.preset,
                                 pooling=pooling, epochs=args.epochs, batch_size=args.batch_size,
-                                seed=args.seed, device=args.device, text_model=args.text_model))
+                                seed=args.seed, device=args.device, text_model=args.text_model,
+                                temperature=args.temperature, dim=args.dim))
     seconds = time.perf_counter() - started
     test = evaluate(result["checkpoint"], specs["test"], "all", args.device)
     print(f"{name} {pooling}: test t2m R@5 {test['t2m']['R@5']:.2f}, m2t R@5 {test['m2t']['R@5']:.2f} "
           f"({seconds:.0f} s)", file=sys.stderr)
     return {"test": short(test), "test_n": test["n"], "best_val": short(result["best_val"]),
             "train_motions": result["train_motions"], "val_motions": result["val_motions"],
-            "train_seconds": round(seconds, 1), "train_samples_per_s": round(result["samples_per_s"], 2)}
+            "train_seconds": round(seconds, 1), "train_samples_per_s": round(result["samples_per_s"], 2),
+            "final_logit_scale": result["final_logit_scale"]}
 
 
 def measure_speed(args, work: Path) -> dict:

@@ -55,6 +55,8 @@ class TrainOptions:
     mlm_captions: int = 16
     mask_punctuation: bool = False
     mask_padding: bool = True          # MaxSim/global skip padding-only windows (False: the paper's way)
+    temperature: float | None = None   # initial temperature of the logit scale (default: the preset's)
+    dim: int | None = None             # width of the shared token/patch space (default: the preset's)
     text_model: str | None = None      # override the preset's text model (name or folder)
     pretrained: bool | str = False     # ViT weights: False, True (timm hub) or a local file
     allow_download: bool = False
@@ -69,7 +71,7 @@ class TrainOptions:
         from inference_server.model.presets import get_preset
         preset = get_preset(self.preset)
         values = asdict(self)
-        for key in ("epochs", "batch_size", "lr_motion", "lr_text", "lr_heads"):
+        for key in ("epochs", "batch_size", "lr_motion", "lr_text", "lr_heads", "temperature"):
             if values[key] is None:
                 values[key] = getattr(preset, key)
         return TrainOptions(**values)
@@ -323,7 +325,8 @@ class Trainer:
             return None
         return {"checkpoint": str(self.out / BEST), "best_val": self.state["best_val"], "run": str(self.out),
                 "epochs": options.epochs, "train_motions": len(items), "val_motions": len(val_items),
-                "samples_per_s": self.state.get("samples_per_s")}
+                "samples_per_s": self.state.get("samples_per_s"),
+                "final_logit_scale": round(float(model.log_scale.detach().exp()), 3)}
 
     def _model(self):
         from inference_server.jami import PART_CHANNEL_INDEX
@@ -334,10 +337,11 @@ class Trainer:
         if options.resume:
             model = load_model(self.out / LAST, self.device).train()
             return model, model.angle_stats
-        preset = get_preset(options.preset, text_model=options.text_model)
+        preset = get_preset(options.preset, text_model=options.text_model, dim=options.dim)
         model = MotionColBert.build(preset, PART_CHANNEL_INDEX, options.pooling, options.pretrained,
                                     options.allow_download, options.mask_punctuation,
-                                    options.mlm_weight, options.mlm_captions, options.mask_padding)
+                                    options.mlm_weight, options.mlm_captions, options.mask_padding,
+                                    options.temperature)
         return model.to(self.device).train(), None
 
     def _wrap(self, model):

@@ -6,7 +6,8 @@ import torch
 
 from inference_server.errors import ModelError
 from inference_server.jami import LAYOUT, PART_CHANNEL_INDEX
-from inference_server.model import create_checkpoint, get_preset, load_model, read_config
+from inference_server.model import create_checkpoint, get_preset, load_model, read_config, save_checkpoint
+from inference_server.model.checkpoint import identity_stats
 from inference_server.model.colbert import MotionColBert
 
 torch.set_num_threads(1)  # on a shared 2-core machine 2 threads spin-wait: 1 is faster and steadier
@@ -164,3 +165,17 @@ def test_broken_checkpoints_are_model_errors(tmp_path):
         load_model(path)
     with pytest.raises(ModelError, match="unknown preset"):
         get_preset("huge")
+
+
+def test_initial_temperature_sets_the_logit_scale_and_is_stored(tmp_path):
+    torch.manual_seed(0)
+    model = MotionColBert.build(get_preset("test", dim=24), PART_CHANNEL_INDEX, temperature=0.02)
+    assert model.log_scale.exp().item() == pytest.approx(50.0, rel=1e-5)
+    assert model.text_proj.out_features == 24 and model.config.temperature == 0.02
+    default = MotionColBert.build(get_preset("test"), PART_CHANNEL_INDEX)
+    assert default.log_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-5)
+    with pytest.raises(ValueError, match="outside"):
+        MotionColBert.build(get_preset("test"), PART_CHANNEL_INDEX, temperature=0.001)
+    loaded = load_model(save_checkpoint(model, tmp_path / "ckpt", identity_stats()))
+    assert read_config(tmp_path / "ckpt")["model"]["temperature"] == 0.02
+    assert torch.equal(loaded.log_scale, model.log_scale) and loaded.config.dim == 24

@@ -30,6 +30,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-motion", type=float, help="learning rate of the motion encoder")
     parser.add_argument("--lr-text", type=float, help="learning rate of the text encoder")
     parser.add_argument("--lr-heads", type=float, help="learning rate of the projections and the logit scale")
+    parser.add_argument("--temperature", type=float,
+                        help="initial temperature of the learnable logit scale (default: the preset's, 0.07)")
+    parser.add_argument("--dim", type=int, help="width of the shared token/patch space (default: the preset's)")
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--warmup-fraction", type=float, default=0.05, help="share of steps in linear warm-up")
     parser.add_argument("--grad-clip", type=float, default=1.0)

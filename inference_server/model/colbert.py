@@ -9,7 +9,7 @@ from torch import nn
 
 from inference_server.jami import BAND, PART_NAMES, WINDOWS
 from inference_server.maxsim import POOLINGS, pooled_scores
-from inference_server.model.loss import INIT_LOGIT_SCALE, contrastive_loss, total_loss
+from inference_server.model.loss import DEFAULT_TEMPERATURE, contrastive_loss, initial_log_scale, total_loss
 from inference_server.model.motion import MotionEncoder
 from inference_server.model.presets import Preset
 from inference_server.model.text import TextEncoder
@@ -28,6 +28,9 @@ class ModelConfig:
     # Zero the patches of windows that hold only JAMI padding (absent = False: the paper's way,
     # and how checkpoints made before this option were trained).
     mask_padding: bool = False
+    # Initial temperature of the learnable logit scale. Adam moves the log scale by at most about
+    # lr per step, so on short budgets the temperature stays near where it starts.
+    temperature: float = DEFAULT_TEMPERATURE
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,19 +50,20 @@ class MotionColBert(nn.Module):
         self.motion = motion
         self.text_proj = nn.Linear(text.hidden_size, config.dim)
         self.motion_proj = nn.Linear(motion.width, config.dim)
-        self.log_scale = nn.Parameter(torch.tensor(INIT_LOGIT_SCALE))
+        self.log_scale = nn.Parameter(torch.tensor(initial_log_scale(config.temperature)))
 
     @classmethod
     def build(cls, preset: Preset, part_channels: list[list[int]], pooling: str = "maxsim",
               pretrained: bool | str = False, allow_download: bool = False, mask_punctuation: bool = False,
-              mlm_weight: float = 0.2, mlm_captions: int = 16, mask_padding: bool = True) -> "MotionColBert":
+              mlm_weight: float = 0.2, mlm_captions: int = 16, mask_padding: bool = True,
+              temperature: float = DEFAULT_TEMPERATURE) -> "MotionColBert":
         """A fresh model: the text model's own weights (always), ViT weights only if `pretrained`."""
         text = TextEncoder.pretrained(preset.text_model, allow_download=allow_download,
                                       max_tokens=preset.max_text_tokens, mask_punctuation=mask_punctuation)
         motion = MotionEncoder(preset.vit, part_channels, preset.vit_overrides, preset.drop_path,
                                pretrained=pretrained, pretrained_tag=preset.vit_pretrained_tag)
         config = ModelConfig(preset.to_dict(), part_channels, pooling, mask_punctuation, mlm_weight, mlm_captions,
-                             mask_padding=mask_padding)
+                             mask_padding=mask_padding, temperature=temperature)
         return cls(text, motion, config)
 
     @property

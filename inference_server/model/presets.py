@@ -28,6 +28,7 @@ class Preset:
     lr_motion: float = 1e-4
     lr_text: float = 2e-5
     lr_heads: float = 1e-4
+    temperature: float = 0.07         # initial temperature of the learnable logit scale
     vit_pretrained_tag: str | None = None   # timm weights used only with an explicit `pretrained`
 
     def to_dict(self) -> dict:
