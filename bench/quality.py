@@ -4,7 +4,9 @@ Both poolings are trained with the same encoders, data, budget and seed, selecte
 validation, and evaluated on held-out test data (protocol `all`: strict diagonal, ties
 averaged; first caption and first 224 frames of each motion):
 - synthetic: train/val = synthetic:N:SEED @train/@val, test = synthetic:M:99 (other seed);
-- bandai: train/val/test = the Bandai-Namco splits by take.
+- bandai: train/val/test = the Bandai-Namco splits by take;
+- contrast (synthetic runs only): minimal pairs that differ in side or order only
+  (inference_server/data/contrast.py): % of captions / clips that prefer their own twin.
 It also measures training samples/s on CPU for the `tiny` preset (one short epoch).
 
 The default budget (preset `test`: 2-layer ViT + MiniLM, d=32) runs in about 15 minutes on
@@ -27,7 +29,9 @@ from pathlib import Path
 
 import torch
 
-from inference_server.evaluate import evaluate
+from inference_server.data.contrast import contrast_pairs, pair_accuracy
+from inference_server.evaluate import evaluate, score_items
+from inference_server.retriever import Retriever
 from inference_server.train import TrainOptions, train
 
 DEFAULT_BANDAI = "bandai:/work/shared/data/bandai-namco"
@@ -83,10 +87,20 @@ def run_pooling(args, name: str, specs: dict, pooling: str, work: Path) -> dict:
     test = evaluate(result["checkpoint"], specs["test"], "all", args.device)
     print(f"{name} {pooling}: test t2m R@5 {test['t2m']['R@5']:.2f}, m2t R@5 {test['m2t']['R@5']:.2f} "
           f"({seconds:.0f} s)", file=sys.stderr)
-    return {"test": short(test), "test_n": test["n"], "best_val": short(result["best_val"]),
+    contrast = {"contrast": contrast_accuracy(result["checkpoint"], args.device)} if name == "synthetic" else {}
+    return {"test": short(test), "test_n": test["n"], **contrast, "best_val": short(result["best_val"]),
             "train_motions": result["train_motions"], "val_motions": result["val_motions"],
             "train_seconds": round(seconds, 1), "train_samples_per_s": round(result["samples_per_s"], 2),
             "final_logit_scale": result["final_logit_scale"]}
+
+
+def contrast_accuracy(checkpoint: str, device: str) -> dict:
+    """Side (left/right) and order (A then B) minimal pairs: % of captions (t2m) and clips (m2t)
+    that score their own twin higher; chance 50."""
+    pairs = contrast_pairs()
+    items = [item for pair in pairs for item in pair]
+    scores = score_items(Retriever.load(checkpoint, device), items)
+    return pair_accuracy(scores, [first.labels["kind"] for first, _ in pairs])
 
 
 def measure_speed(args, work: Path) -> dict:
@@ -107,6 +121,12 @@ def markdown(results: dict) -> str:
             test = entry[pooling]["test"]
             cells = [f"{test[d][k]:.2f}" for d in ("t2m", "m2t") for k in ("R@1", "R@5", "R@10")]
             lines.append(f"| {name} | {pooling} | " + " | ".join(cells) + f" | {entry[pooling]['test_n']} |")
+    contrast = [(p, entry[p]["contrast"]) for entry in results["datasets"].values() for p in POOLINGS
+                if "contrast" in entry[p]]
+    if contrast:
+        lines += ["", "| minimal pairs | pooling | t2m % | m2t % | pairs |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {kind} | {pooling} | {acc['t2m']:.1f} | {acc['m2t']:.1f} | {acc['pairs']} |"
+                  for pooling, kinds in contrast for kind, acc in kinds.items()]
     return "\n".join(lines)
 
 
