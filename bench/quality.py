@@ -29,9 +29,7 @@ from pathlib import Path
 
 import torch
 
-from inference_server.data.contrast import contrast_pairs, pair_accuracy
-from inference_server.evaluate import evaluate, score_items
-from inference_server.retriever import Retriever
+from inference_server.evaluate import contrast_accuracy, evaluate
 from inference_server.train import TrainOptions, train
 
 DEFAULT_BANDAI = "bandai:/work/shared/data/bandai-namco"
@@ -92,15 +90,6 @@ def run_pooling(args, name: str, specs: dict, pooling: str, work: Path) -> dict:
             "train_motions": result["train_motions"], "val_motions": result["val_motions"],
             "train_seconds": round(seconds, 1), "train_samples_per_s": round(result["samples_per_s"], 2),
             "final_logit_scale": result["final_logit_scale"]}
-
-
-def contrast_accuracy(checkpoint: str, device: str) -> dict:
-    """Side (left/right) and order (A then B) minimal pairs: % of captions (t2m) and clips (m2t)
-    that score their own twin higher; chance 50."""
-    pairs = contrast_pairs()
-    items = [item for pair in pairs for item in pair]
-    scores = score_items(Retriever.load(checkpoint, device), items)
-    return pair_accuracy(scores, [first.labels["kind"] for first, _ in pairs])
 
 
 def measure_speed(args, work: Path) -> dict:

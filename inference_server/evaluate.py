@@ -19,6 +19,16 @@ def score_items(retriever, items, batch_size: int = 64) -> np.ndarray:
     return retriever.score_embeddings(texts, patches, batch_size)
 
 
+def contrast_accuracy(model_path: str | Path, device: str = "auto") -> dict:
+    """The checkpoint's minimal-pair accuracy (data/contrast.py): side and order pairs, % of
+    captions (t2m) and clips (m2t) that prefer their own twin; chance 50."""
+    from inference_server.data.contrast import contrast_pairs, pair_accuracy
+    from inference_server.retriever import Retriever
+    pairs = contrast_pairs()
+    scores = score_items(Retriever.load(model_path, device), [item for pair in pairs for item in pair])
+    return pair_accuracy(scores, [first.labels["kind"] for first, _ in pairs])
+
+
 def read_nsim_ids(path: str | Path, items) -> list[int]:
     """TMR's dissimilar list: motion ids (one per line) -> row indices of the items."""
     rows = {item.id: row for row, item in enumerate(items)}

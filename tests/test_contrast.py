@@ -38,3 +38,11 @@ def test_pair_accuracy_counts_wins_and_half_ties():
     # clips: motion 0 prefers caption 0 (0.9 > 0.8), motion 1 caption 1 (0.2 > 0.1)
     assert result["side"] == {"t2m": 50.0, "m2t": 100.0, "pairs": 1}
     assert result["order"] == {"t2m": 75.0, "m2t": 100.0, "pairs": 1}
+
+
+def test_contrast_accuracy_of_a_checkpoint(tmp_path):
+    from inference_server.evaluate import contrast_accuracy
+    from inference_server.model import create_checkpoint
+    result = contrast_accuracy(create_checkpoint(tmp_path / "ckpt", preset="test"), "cpu")
+    assert result["side"]["pairs"] == len(side_keys()) * 3 and result["order"]["pairs"] == 40
+    assert all(0 <= result[kind][direction] <= 100 for kind in result for direction in ("t2m", "m2t"))
