@@ -75,7 +75,9 @@ def pair_accuracy(scores: np.ndarray, kinds: list[str]) -> dict:
     t2m = (wins(scores[first, first], scores[first, second]) + wins(scores[second, second], scores[second, first])) / 2
     m2t = (wins(scores[first, first], scores[second, first]) + wins(scores[second, second], scores[first, second])) / 2
     kinds_array = np.array(kinds)
-    return {kind: {"t2m": round(100 * float(t2m[kinds_array == kind].mean()), 2),
-                   "m2t": round(100 * float(m2t[kinds_array == kind].mean()), 2),
-                   "pairs": int((kinds_array == kind).sum())}
-            for kind in dict.fromkeys(kinds)}
+    result = {}
+    for kind in dict.fromkeys(kinds):
+        chosen = kinds_array == kind
+        result[kind] = {"t2m": round(100 * float(t2m[chosen].mean()), 2),
+                        "m2t": round(100 * float(m2t[chosen].mean()), 2), "pairs": int(chosen.sum())}
+    return result

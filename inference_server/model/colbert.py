@@ -9,9 +9,9 @@ from torch import nn
 
 from inference_server.jami import BAND, PART_NAMES, WINDOWS
 from inference_server.maxsim import POOLINGS, pooled_scores
-from inference_server.model.loss import DEFAULT_TEMPERATURE, contrastive_loss, initial_log_scale, total_loss
+from inference_server.model.loss import contrastive_loss, initial_log_scale, total_loss
 from inference_server.model.motion import MotionEncoder
-from inference_server.model.presets import Preset
+from inference_server.model.presets import DEFAULT_TEMPERATURE, Preset
 from inference_server.model.text import TextEncoder
 
 

@@ -6,12 +6,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-DEFAULT_TEMPERATURE = 0.07          # the paper's (and CLIP's) initial temperature
 MAX_LOGIT_SCALE = math.log(100.0)   # the temperature never goes below 0.01
 
 
 def initial_log_scale(temperature: float) -> float:
-    """The learnable log scale's starting value for an initial temperature in (0.01, 1]."""
+    """The learnable log scale's starting value for an initial temperature in [0.01, 1]."""
     if not 0.01 <= temperature <= 1.0:
         raise ValueError(f"initial temperature {temperature} is outside [0.01, 1] (the scale is capped at 100)")
     return math.log(1 / temperature)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from inference_server.errors import ModelError
 
 MINILM = "minilm"
+DEFAULT_TEMPERATURE = 0.07   # initial temperature of the logit scale: the paper's (and CLIP's)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Preset:
     lr_motion: float = 1e-4
     lr_text: float = 2e-5
     lr_heads: float = 1e-4
-    temperature: float = 0.07         # initial temperature of the learnable logit scale
+    temperature: float = DEFAULT_TEMPERATURE
     vit_pretrained_tag: str | None = None   # timm weights used only with an explicit `pretrained`
 
     def to_dict(self) -> dict:
