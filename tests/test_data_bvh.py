@@ -1,4 +1,5 @@
 """BVH: parser, forward kinematics, rig maps, units / up axis, canonical placement, errors."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +206,7 @@ def test_mixamo_and_name_fallback_rigs(tmp_path):
                        f"{side}Arm": f"upperarm_{s}", f"{side}ForeArm": f"lowerarm_{s}", f"{side}Hand": f"hand_{s}"})
     ue = write(tmp_path, "ue.bvh", bvh_text(cmu_like_joints(names=unreal), frames))
     ue_motion, rig = read_smpl22(ue)
-    assert rig == "names"
+    assert rig == "ue4"
     np.testing.assert_allclose(ue_motion.positions, read_smpl22(mixamo)[0].positions, atol=1e-6)
 
 
@@ -278,6 +279,30 @@ def test_unmappable_skeleton(tmp_path):
     with pytest.raises(DataError, match="unmappable skeleton: no joint found for pelvis") as error:
         load_file(path)
     assert str(path) in str(error.value)
+    assert "bones considered: a, b" in str(error.value)
+
+
+@pytest.mark.parametrize("frame_time", ["1000", "1000.5", "1e9", "2.5"])
+def test_absurd_frame_time_skips_the_file_with_its_reason(tmp_path, good_text, frame_time):
+    """fps rounding to 0 (or a clip of hours at 20 fps) must not crash a scan or allocate
+    gigabytes: that file is skipped with a clear reason, the others are read."""
+    write(tmp_path, "good.bvh", good_text)
+    write(tmp_path, "slow.bvh", with_frame_time(good_text, frame_time))
+    dataset = load_spec(f"bvh:{tmp_path}")
+    assert [item.id for item in dataset.items] == ["good"]
+    [skipped] = dataset.skipped
+    assert skipped["path"].endswith("slow.bvh")
+    assert "is not a motion frame rate" in skipped["error"] and "1 to 10000 fps" in skipped["error"]
+
+
+def with_frame_time(text: str, frame_time: str) -> str:
+    return re.sub(r"Frame Time: .*", f"Frame Time: {frame_time}", text)
+
+
+def test_plausible_frame_times_still_read(tmp_path, good_text):
+    for frame_time in ("0.001", "0.5", "1"):  # 1000 fps mocap, 2 fps and 1 fps keyframes
+        path = write(tmp_path, "clip.bvh", with_frame_time(good_text, frame_time))
+        assert load_file(path).motion.fps == pytest.approx(1 / float(frame_time))
 
 
 def test_folder_scan_skips_bad_files(tmp_path, good_text):

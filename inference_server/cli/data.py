@@ -36,7 +36,7 @@ def run_stats(args: argparse.Namespace) -> dict:
     dataset = load_spec(args.spec, progress=True)
     return {"spec": args.spec, "motions": len(dataset.items), "captions": dataset.num_captions(),
             "splits": dataset.splits(), "skipped": dataset.skipped,
-            "duration_s": round(dataset.duration(), 2)}
+            "duration_s": round(dataset.duration(), 2), "skeletons": dataset.skeletons}
 
 
 def run_export(args: argparse.Namespace) -> dict:

@@ -35,6 +35,8 @@ class Dataset:
     items: list[MotionItem]
     skipped: list[dict] = field(default_factory=list)  # [{"path": str, "error": str}]
     spec: str = ""
+    # readers of rigged files (bvh, fbx, gltf): the joint mapping of each distinct skeleton
+    skeletons: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -44,7 +46,8 @@ class Dataset:
             raise DataError(f"unknown split {name!r} (expected one of {', '.join(SPLITS)})")
         base, at, tail = self.spec.rpartition("@")
         spec = base if at and tail in SPLITS else self.spec
-        return Dataset([item for item in self.items if item.split == name], list(self.skipped), f"{spec}@{name}")
+        return Dataset([item for item in self.items if item.split == name], list(self.skipped), f"{spec}@{name}",
+                       list(self.skeletons))
 
     def splits(self) -> dict[str, int]:
         """Item count per split name ("none" for items without a split)."""
@@ -101,9 +104,9 @@ def load_spec(spec: str, progress: bool = False) -> Dataset:
     """Read a whole dataset; bad files are listed in .skipped, never raised."""
     parts = parse_spec(spec)
     reader = importlib.import_module(f"{__name__}.{READERS[parts.kind]}")
-    items, skipped = reader.scan(parts.arg, progress)
+    items, skipped, *rest = reader.scan(parts.arg, progress)
     _check_unique_ids(items, spec)
-    dataset = Dataset(items, skipped, spec)
+    dataset = Dataset(items, skipped, spec, rest[0] if rest else [])
     return dataset.split(parts.split) if parts.split else dataset
 
 

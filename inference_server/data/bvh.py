@@ -23,12 +23,14 @@ import numpy as np
 from inference_server.data.kinematics import (
     AXES, SPINE_FRACTIONS, canonicalize, euler_to_quat, forward_kinematics, interpolate_chain,
     rotation_between, up_axis_rotation)
+from bridge.skeleton_map import SkeletonMap, SkeletonMapError, map_skeleton, normalise
 from inference_server.data.scan import scan_files
 from inference_server.errors import DataError
 from inference_server.motion import SMPL22_JOINTS, Motion, MotionItem
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": 0.0254 / 0.45}
 TYPICAL_LEG_LENGTH = 0.8  # metres, hip -> knee -> ankle
+MIN_FRAME_TIME, MAX_FRAME_TIME = 1e-4, 1.0  # seconds per frame: 10000 fps .. 1 fps
 _CHANNEL = re.compile(r"^([XYZ])(position|rotation)$", re.IGNORECASE)
 
 
@@ -186,6 +188,11 @@ def _parse_motion_header(path: Path, lines: list[str], motion_line: int) -> tupl
         raise DataError(f"{path}: zero frames")
     if not np.isfinite(frame_time) or frame_time <= 0:
         raise DataError(f"{path}: Frame Time must be positive, got {frame_time}")
+    if not MIN_FRAME_TIME <= frame_time <= MAX_FRAME_TIME:
+        # e.g. 1000 s: fps would round to 0, and resampling such a clip to 20 fps would
+        # allocate gigabytes; no capture runs outside these rates
+        raise DataError(f"{path}: Frame Time {frame_time:g} s ({1 / frame_time:.3g} fps) is not a motion frame "
+                        f"rate (expected {MIN_FRAME_TIME:g} to {MAX_FRAME_TIME:g} s, i.e. 1 to 10000 fps)")
     return count, frame_time, time_index + 1
 
 
@@ -220,63 +227,18 @@ def _explain_bad_rows(path: Path, rows: list[tuple[int, str]], width: int) -> No
 
 
 # ---- joint maps to SMPL-22 ----
-# Source joint per SMPL-22 joint. spine1..spine3 are always placed along the source's
-# pelvis -> neck chain (SPINE_FRACTIONS), so every rig gets SMPL-like spine geometry.
-_SIDED = ["hip", "knee", "ankle", "foot", "collar", "shoulder", "elbow", "wrist"]
-
-
-def _sided_map(pelvis, neck, head, left: dict, right: dict) -> dict[str, str]:
-    mapping = {"pelvis": pelvis, "neck": neck, "head": head}
-    for part in _SIDED:
-        mapping[f"left_{part}"] = left[part]
-        mapping[f"right_{part}"] = right[part]
-    return mapping
-
-
-def _limbs(up_leg, leg, foot, toe, shoulder, arm, forearm, hand) -> dict[str, str]:
-    return dict(zip(_SIDED, [up_leg, leg, foot, toe, shoulder, arm, forearm, hand]))
-
-
-RIG_MAPS: dict[str, dict[str, str]] = {
-    "bandai": _sided_map(
-        "Hips", "Neck", "Head",
-        _limbs("UpperLeg_L", "LowerLeg_L", "Foot_L", "Toes_L", "Shoulder_L", "UpperArm_L", "LowerArm_L", "Hand_L"),
-        _limbs("UpperLeg_R", "LowerLeg_R", "Foot_R", "Toes_R", "Shoulder_R", "UpperArm_R", "LowerArm_R", "Hand_R")),
-    # cgspeed's CMU conversion: Hips, LHipJoint, LeftUpLeg..., LowerBack, Spine, Spine1, Neck, Neck1, Head
-    "cmu": _sided_map(
-        "Hips", "Neck", "Head",
-        _limbs("LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase", "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand"),
-        _limbs("RightUpLeg", "RightLeg", "RightFoot", "RightToeBase", "RightShoulder", "RightArm", "RightForeArm",
-               "RightHand")),
-}
-# Mixamo uses the CMU limb names behind a "mixamorig:" namespace (spine: Spine, Spine1, Spine2).
-RIG_MAPS["mixamo"] = dict(RIG_MAPS["cmu"])
-
-
-def _is_mixamo(names: list[str]) -> bool:
-    return any(name.lower().startswith("mixamorig") for name in names)
-
-# Name-based fallback: body-part words (after removing side and noise tokens) per target.
-_FALLBACK_SIDED = {
-    "hip": ["upleg", "upperleg", "thigh", "femur", "hip"],
-    "knee": ["leg", "lowerleg", "lowleg", "calf", "shin", "knee"],
-    "ankle": ["foot", "ankle"],
-    "foot": ["toebase", "toe", "toes", "ball"],
-    "collar": ["shoulder", "clavicle", "collar"],
-    "shoulder": ["arm", "upperarm", "uparm"],
-    "elbow": ["forearm", "lowerarm", "elbow"],
-    "wrist": ["hand", "wrist"],
-}
-_FALLBACK_CENTRE = {"pelvis": ["hips", "pelvis", "hip", "root"], "neck": ["neck"], "head": ["head"]}
-_NOISE_TOKENS = {"mixamorig", "bip", "bip01", "bip001", "def", "org", "mch", "jnt", "joint", "bone", "b", "j", "bn"}
-_TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+# The mapper (bridge/skeleton_map.py) is shared with the Blender add-on's bone map "auto".
+# spine1..spine3 are always placed along the source's pelvis -> neck chain
+# (SPINE_FRACTIONS), so every rig gets SMPL-like spine geometry.
+REQUIRED_JOINTS = [joint for joint in SMPL22_JOINTS if not joint.startswith("spine")]
 
 
 @dataclass
 class Smpl22Map:
-    rig: str  # "bandai", "cmu", "mixamo" or "names" (fallback)
+    rig: str  # the naming convention recognised (skeleton_map.CONVENTIONS) or "unknown"
     sources: list[int | None]  # source joint per SMPL-22 joint (None: spine, interpolated)
     spine_chain: list[int]  # source joints from pelvis to neck
+    skeleton: SkeletonMap | None = None  # the whole mapping: table, confidence, how
 
     def apply(self, positions: np.ndarray) -> np.ndarray:
         """Source world positions (T, J, 3) -> SMPL-22 positions (T, 22, 3)."""
@@ -287,106 +249,37 @@ class Smpl22Map:
         out[:, [3, 6, 9]] = spine
         return out
 
-
-def smpl22_map(names: list[str], parents: list[int], path) -> Smpl22Map:
-    """Find the SMPL-22 joints in a hierarchy: a known rig, else by normalised names."""
-    stripped = {_strip_namespace(name): i for i, name in enumerate(names)}
-    for rig, mapping in RIG_MAPS.items():
-        if rig != "bandai" and (rig == "mixamo") != _is_mixamo(names):
-            continue
-        if all(name in stripped for name in mapping.values()):
-            return _build_map(rig, {smpl: stripped[name] for smpl, name in mapping.items()}, names, parents, path)
-    found = _match_by_names(names, parents)
-    missing = [joint for joint in SMPL22_JOINTS if joint not in found and not joint.startswith("spine")]
-    if missing:
-        raise DataError(f"{path}: unmappable skeleton: no joint found for {', '.join(missing)} "
-                        f"(joints: {', '.join(names[:12])}{'...' if len(names) > 12 else ''})")
-    return _build_map("names", found, names, parents, path)
+    def report(self) -> dict:
+        return self.skeleton.report() if self.skeleton is not None else {"convention": self.rig}
 
 
-def _strip_namespace(name: str) -> str:
-    return re.split(r"[:|]", name)[-1]
+def rest_positions(parents: list[int], offsets: np.ndarray) -> np.ndarray:
+    """Joint positions (J, 3) of the zero pose (offsets summed down the hierarchy)."""
+    positions = np.zeros((len(parents), 3))
+    for joint, parent in enumerate(parents):  # parents come first in a BVH
+        positions[joint] = offsets[joint] + (positions[parent] if parent >= 0 else 0.0)
+    return positions
 
 
-def _build_map(rig: str, found: dict[str, int], names, parents, path) -> Smpl22Map:
-    chain = _ancestor_path(parents, found["pelvis"], found["neck"])
-    if chain is None:
-        raise DataError(f"{path}: unmappable skeleton: {names[found['neck']]} is not below {names[found['pelvis']]}")
-    for side in ("left", "right"):
-        for upper, lower in [("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"),
-                             ("collar", "shoulder"), ("shoulder", "elbow"), ("elbow", "wrist")]:
-            if _ancestor_path(parents, found[f"{side}_{upper}"], found[f"{side}_{lower}"]) is None:
-                raise DataError(f"{path}: unmappable skeleton: {names[found[f'{side}_{lower}']]} is not "
-                                f"below {names[found[f'{side}_{upper}']]}")
-    sources = [None if joint.startswith("spine") else found[joint] for joint in SMPL22_JOINTS]
-    return Smpl22Map(rig, sources, chain)
-
-
-def _ancestor_path(parents: list[int], ancestor: int, joint: int) -> list[int] | None:
-    """Joints from ancestor down to joint, or None when ancestor is not above joint."""
-    path = [joint]
-    while path[-1] != ancestor:
-        parent = parents[path[-1]]
-        if parent < 0:
-            return None
-        path.append(parent)
-    return path[::-1]
+def smpl22_map(names: list[str], parents: list[int], path, rest: np.ndarray | None = None) -> Smpl22Map:
+    """Find the SMPL-22 joints in a hierarchy (names of any known convention, else the
+    topology and rest pose); DataError naming the missing joints and the bones considered."""
+    skeleton = map_skeleton(names, parents, rest)
+    try:
+        skeleton.require(REQUIRED_JOINTS)
+    except SkeletonMapError as error:
+        raise DataError(f"{path}: {error}") from None
+    chain = skeleton.spine_chain
+    if len(chain) < 2:
+        raise DataError(f"{path}: unmappable skeleton: {names[skeleton.indices['neck']]} is not below "
+                        f"{names[skeleton.indices['pelvis']]}")
+    sources = [None if joint.startswith("spine") else skeleton.indices[joint] for joint in SMPL22_JOINTS]
+    return Smpl22Map(skeleton.convention, sources, chain, skeleton)
 
 
 def normalise_joint_name(name: str) -> tuple[str | None, str]:
-    """'mixamorig:LeftUpLeg' -> ('left', 'upleg'); 'Hand_R' -> ('right', 'hand'); 'neck_01' -> (None, 'neck').
-
-    Number tokens are dropped (spine_01, Neck1, Bip01), so chains of same-named joints
-    compete and the one nearest the root wins.
-    """
-    tokens = [token.lower() for token in _TOKEN.findall(_strip_namespace(name))]
-    side = None
-    body = []
-    for token in tokens:
-        if token in ("left", "l"):
-            side = "left"
-        elif token in ("right", "r"):
-            side = "right"
-        elif token not in _NOISE_TOKENS and not token.isdigit():
-            body.append(token)
-    return side, "".join(body)
-
-
-def _match_by_names(names: list[str], parents: list[int]) -> dict[str, int]:
-    normalised = [normalise_joint_name(name) for name in names]
-    depth = [_depth(parents, i) for i in range(len(names))]
-    found = {}
-    targets = [(joint, None, words) for joint, words in _FALLBACK_CENTRE.items()]
-    targets += [(f"{side}_{part}", side, words) for part, words in _FALLBACK_SIDED.items()
-                for side in ("left", "right")]
-    for joint, side, words in targets:
-        for word in words:
-            candidates = [i for i, (s, body) in enumerate(normalised) if s == side and body == word]
-            if candidates:
-                found[joint] = min(candidates, key=lambda i: depth[i])
-                break
-    if "left_foot" not in found or "right_foot" not in found:
-        _toes_from_end_sites(found, names, parents)
-    return found
-
-
-def _toes_from_end_sites(found: dict[str, int], names: list[str], parents: list[int]) -> None:
-    """Without toe joints, the ankle's End Site stands for the SMPL foot joint."""
-    for side in ("left", "right"):
-        ankle = found.get(f"{side}_ankle")
-        if f"{side}_foot" in found or ankle is None:
-            continue
-        ends = [i for i, parent in enumerate(parents) if parent == ankle and names[i].endswith("_end")]
-        if ends:
-            found[f"{side}_foot"] = ends[0]
-
-
-def _depth(parents: list[int], joint: int) -> int:
-    depth = 0
-    while parents[joint] >= 0:
-        joint = parents[joint]
-        depth += 1
-    return depth
+    """'mixamorig:LeftUpLeg' -> ('left', 'upleg'); 'Hand_R' -> ('right', 'hand'); 'neck_01' -> (None, 'neck')."""
+    return normalise(name)
 
 
 # ---- BVH -> SMPL-22 motion item ----
@@ -403,7 +296,10 @@ def unit_scale(positions: np.ndarray, mapping: Smpl22Map, units: str, path) -> f
     length = float(np.median(leg))
     if length <= 0:
         raise DataError(f"{path}: the legs have zero length; cannot guess the units")
-    return min(UNITS.values(), key=lambda scale: abs(np.log(length * scale / TYPICAL_LEG_LENGTH)))
+    best = min(UNITS.values(), key=lambda scale: abs(np.log(length * scale / TYPICAL_LEG_LENGTH)))
+    if abs(np.log(length * best / TYPICAL_LEG_LENGTH)) > np.log(2.5):
+        return TYPICAL_LEG_LENGTH / length  # no usual unit fits: scale the body to an adult's legs
+    return best
 
 
 def up_rotation_for(up: str, smpl_positions: np.ndarray, path) -> np.ndarray:
@@ -419,12 +315,37 @@ def up_rotation_for(up: str, smpl_positions: np.ndarray, path) -> np.ndarray:
 
 def read_smpl22(path, units: str = "auto", up: str = "auto") -> tuple[Motion, str]:
     """A BVH file -> (SMPL-22 Motion in the canonical placement at the file's fps, rig name)."""
+    motion, mapping = read_mapped(path, units, up)
+    return motion, mapping.rig
+
+
+def read_mapped(path, units: str = "auto", up: str = "auto") -> tuple[Motion, Smpl22Map]:
+    """A BVH file -> (SMPL-22 Motion, the joint mapping used)."""
     bvh = parse_bvh(path)
     positions, _ = bvh.forward_kinematics()
-    mapping = smpl22_map(bvh.names, bvh.parents, path)
+    mapping = smpl22_map(bvh.names, bvh.parents, path, rest_positions(bvh.parents, bvh.offsets))
     smpl = mapping.apply(positions * unit_scale(positions, mapping, units, path))
     smpl = canonicalize(smpl, up_rotation_for(up, smpl, path))
-    return Motion.smpl22(smpl, bvh.fps), mapping.rig
+    return Motion.smpl22(smpl, bvh.fps), mapping
+
+
+class SkeletonReports:
+    """The mapping of each distinct skeleton met while scanning a library (for `t2m data
+    stats`): {signature: report + files + example}."""
+
+    def __init__(self):
+        self.found: dict[str, dict] = {}
+
+    def add(self, mapping: Smpl22Map, path) -> None:
+        skeleton = mapping.skeleton
+        if skeleton is None:
+            return
+        key = "|".join(skeleton.names)
+        entry = self.found.setdefault(key, {**skeleton.report(), "files": 0, "example": str(path)})
+        entry["files"] += 1
+
+    def as_list(self) -> list[dict]:
+        return sorted(self.found.values(), key=lambda entry: -entry["files"])
 
 
 def sidecar_captions(path: Path) -> list[str]:
@@ -436,24 +357,31 @@ def sidecar_captions(path: Path) -> list[str]:
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
 
-def read_item(path, units: str = "auto", up: str = "auto", item_id: str | None = None) -> MotionItem:
+def read_item(path, units: str = "auto", up: str = "auto", item_id: str | None = None,
+              reports: SkeletonReports | None = None) -> MotionItem:
     path = Path(path)
-    motion, rig = read_smpl22(path, units, up)
+    motion, mapping = read_mapped(path, units, up)
+    if reports is not None:
+        reports.add(mapping, path)
     return MotionItem(id=item_id or path.stem, name=path.stem, motion=motion, captions=sidecar_captions(path),
-                      source=str(path), split=None, labels={"rig": rig})
+                      source=str(path), split=None, labels={"rig": mapping.rig})
 
 
 def scan(arg: str | None, progress: bool = False):
-    """`bvh:DIR_OR_FILE`: every *.bvh below a folder (ids: relative paths without .bvh)."""
+    """`bvh:DIR_OR_FILE`: every *.bvh below a folder (ids: relative paths without .bvh).
+    Returns (items, skipped, skeletons) with the mapping of each distinct skeleton."""
     if not arg:
         raise DataError("bvh: needs a folder or file, e.g. bvh:mocap/")
     root = Path(arg)
+    reports = SkeletonReports()
     if root.is_file():
-        return scan_files([root], read_item, progress, "bvh")
+        items, skipped = scan_files([root], lambda path: read_item(path, reports=reports), progress, "bvh")
+        return items, skipped, reports.as_list()
     if not root.is_dir():
         raise DataError(f"{root}: no such BVH file or folder")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".bvh")
 
     def read(path: Path) -> MotionItem:
-        return read_item(path, item_id=path.relative_to(root).with_suffix("").as_posix())
-    return scan_files(paths, read, progress, "bvh")
+        return read_item(path, item_id=path.relative_to(root).with_suffix("").as_posix(), reports=reports)
+    items, skipped = scan_files(paths, read, progress, "bvh")
+    return items, skipped, reports.as_list()
