@@ -1,4 +1,9 @@
-"""`synthetic:N[:SEED]`: procedural SMPL-22 motions at 20 fps with varied captions.
+"""`synthetic:N[:SEED[:VARIANT]]`: procedural SMPL-22 motions at 20 fps with varied captions.
+
+VARIANT is absent (the plain generator below, whose output is fixed: tests and published
+benchmarks depend on it) or `rich` (synthetic_rich: whole-body coupling, mocap-like noise,
+time-warps, 1-12 s clips with idle lead-in/out, 1-4 actions, captions with counts, adverbs
+and more sentence shapes; item i from SeedSequence([SEED, i, synthetic_rich.RICH_STREAM])).
 
 Each clip is 1-3 segments of actions from synthetic_actions.LIBRARY (locomotion, arm
 actions, lower-body actions), possibly an arm action on top of a gait in the same segment
@@ -26,6 +31,7 @@ FPS = 20.0
 RAMP = 0.3  # seconds of cross-fade on each side of a segment boundary
 MIN_SECONDS, MAX_SECONDS = 2.0, 10.0
 SPLIT_STREAM = 7919
+VARIANTS = ("rich",)  # allowed third fields of the spec
 MAX_ITEMS = 10_000_000
 SUBJECTS = ("a person", "someone", "a man", "the man", "the person", "a woman", "the woman", "a figure")
 _BY_KIND = {kind: [a for a in LIBRARY.values() if a.kind == kind] for kind in ("locomotion", "arms", "lower", "idle")}
@@ -38,15 +44,27 @@ class Segment:
     end: float
 
 
-def parse_arg(arg: str | None) -> tuple[int, int]:
+def parse_arg_variant(arg: str | None) -> tuple[int, int, str | None]:
+    """"N[:SEED[:VARIANT]]" -> (N, SEED, VARIANT or None for the plain generator)."""
     parts = (arg or "").split(":")
     try:
         count = int(parts[0])
         seed = int(parts[1]) if len(parts) > 1 and parts[1] != "" else 0
     except ValueError:
-        raise DataError(f"synthetic:{arg}: expected synthetic:N[:SEED] with integers") from None
-    if len(parts) > 2 or not 0 < count <= MAX_ITEMS or seed < 0:
-        raise DataError(f"synthetic:{arg}: expected synthetic:N[:SEED] with 0 < N <= {MAX_ITEMS}, SEED >= 0")
+        raise DataError(f"synthetic:{arg}: expected synthetic:N[:SEED[:VARIANT]] with integers") from None
+    if len(parts) > 3 or not 0 < count <= MAX_ITEMS or seed < 0:
+        raise DataError(f"synthetic:{arg}: expected synthetic:N[:SEED[:VARIANT]] with 0 < N <= {MAX_ITEMS}, "
+                        "SEED >= 0")
+    variant = parts[2] if len(parts) == 3 else None
+    if variant is not None and variant not in VARIANTS:
+        raise DataError(f"synthetic:{arg}: unknown variant {variant!r} (allowed: {', '.join(VARIANTS)}; "
+                        "none for the plain generator)")
+    return count, seed, variant
+
+
+def parse_arg(arg: str | None) -> tuple[int, int]:
+    """"N[:SEED[:VARIANT]]" -> (N, SEED); the variant is checked (parse_arg_variant returns it)."""
+    count, seed, _ = parse_arg_variant(arg)
     return count, seed
 
 
@@ -167,7 +185,10 @@ def make_item(index: int, seed: int = 0) -> MotionItem:
 
 
 def scan(arg: str | None, progress: bool = False):
-    count, seed = parse_arg(arg)
-    items = [make_item(index, seed) for index in tqdm(range(count), desc="synthetic", unit="motion",
-                                                         disable=not progress, leave=False)]
+    count, seed, variant = parse_arg_variant(arg)
+    make = make_item
+    if variant == "rich":
+        from inference_server.data.synthetic_rich import make_item as make
+    items = [make(index, seed) for index in tqdm(range(count), desc="synthetic", unit="motion",
+                                                 disable=not progress, leave=False)]
     return items, []
