@@ -163,6 +163,24 @@ def test_counts_in_captions_match_the_motion():
     assert said >= 8
 
 
+def _entries(flags):
+    return int((flags[1:] & ~flags[:-1]).sum() + flags[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_claps_and_jumps_are_counted_truthfully(seed):
+    item = item_for(["clap"], seed=seed)
+    p = item.motion.positions
+    gap = np.linalg.norm(p[:, J["left_wrist"]] - p[:, J["right_wrist"]], axis=1)
+    assert _entries(gap < 0.12) == item.labels["segments"][0]["count"]  # the hands meet once per clap
+    item = item_for(["jump"], seed=seed)
+    p = item.motion.positions
+    lowest = p[:, [J["left_ankle"], J["right_ankle"], J["left_foot"], J["right_foot"]], 1].min(axis=1)
+    assert _entries(lowest > 0.06) == item.labels["segments"][0]["count"]  # airborne once per jump
+    for text in item.captions:
+        assert all(n == item.labels["segments"][0]["count"] for n in _count_words(text)), text
+
+
 def test_generated_counts_are_those_of_their_segments(items):
     for item in items:
         counts = {s["count"] for s in item.labels["segments"] if s["count"] is not None}
@@ -190,7 +208,8 @@ def test_side_words_match_the_moving_arm(items):
         item = item_for([f"punch_{side}"], seed=2)
         p = item.motion.positions
         _, forward = _body_frame(p)
-        reach = {s: ((p[:, J[f"{s}_wrist"]] - p[:, J["pelvis"]]) * forward).sum(axis=1).max() for s in ("left", "right")}
+        reach = {s: ((p[:, J[f"{s}_wrist"]] - p[:, J["pelvis"]]) * forward).sum(axis=1).max()
+                 for s in ("left", "right")}
         assert reach[side] > reach[other] + 0.15
 
 

@@ -3,10 +3,11 @@
 Same action library (synthetic_actions) and body kinematics (synthetic_body) as the plain
 variant, with:
 
-* whole-body coupling: the arms swing in counter-phase (each against its own leg; the plain
-  variant's gait has them in phase, kept there for its fixed output), the swing grows with speed, the torso and then the head turn ahead of the body
-  on a turn, the pelvis rolls onto the stance leg and the trunk leans over it, the head
-  looks a little down at the path while walking;
+* whole-body coupling: the arms swing in counter-phase, each against its own leg (the plain
+  variant's gait has them in phase, kept there for its fixed output), and the swing grows
+  with speed; the torso and then the head turn ahead of the body on a turn; the pelvis rolls
+  onto the stance leg and the trunk leans over it (with the knee-driven bob of the gait);
+  the head looks a little down at the path while walking;
 * mocap-like noise: smooth (low-pass) joint-angle and arm-target noise, a slow root drift
   and heading drift, breathing where the body is idle, per-frame marker jitter;
 * time-warped playback (a per-segment speed plus a slow wobble), skeleton proportions wider
@@ -62,6 +63,7 @@ CYCLES = {
     "lunge": (lambda g: g.uniform(2.2, 3.0), 0.0),
 }
 MAX_COUNT = {"wave": 6, "clap": 8, "punch": 6, "kick": 3, "squat": 3, "jump": 4, "jump_forward": 3, "lunge": 3}
+HELD = {"stand", "sit_down", "raise", "reach"}  # poses held, not played: no speed to speak of
 AMPLITUDE_FAMILIES = {"wave", "clap", "punch"}  # arm actions whose amplitude is varied
 SPEEDS = {"slow": (0.62, 0.8), "normal": (0.9, 1.1), "fast": (1.22, 1.45)}
 AMPLITUDES = {"small": (0.6, 0.78), "normal": (0.92, 1.08), "big": (1.25, 1.45)}
@@ -178,8 +180,7 @@ def plan_segments(rng: np.random.Generator, chosen: list[tuple[Action, ...]], fi
         elif lead.kind == "arms" and len(actions) == 2:  # arm action on a gait: the gait sets the pace
             speed, rate = "normal", rng.uniform(0.9, 1.1)
         else:
-            speed = _pick(rng, ("slow", "normal", "normal", "fast")) if family(lead.key) not in ("stand", "sit_down") \
-                else "normal"
+            speed = _pick(rng, ("slow", "normal", "normal", "fast")) if family(lead.key) not in HELD else "normal"
             rate = rng.uniform(*SPEEDS[speed])
         amplitude = _pick(rng, ("small", "normal", "normal", "big")) if family(lead.key) in AMPLITUDE_FAMILIES \
             else "normal"
@@ -324,8 +325,12 @@ def _play(segment: RichSegment, index: int, t: np.ndarray):
     if action.kind == "arms" and segment.gain != 1.0:
         playing = (u >= 0) & (u <= segment.end - segment.start)
         if playing.any():
-            mean = tracks[playing][:, _ARM_TARGETS].mean(axis=0)
-            tracks[:, _ARM_TARGETS] = mean + segment.gain * (tracks[:, _ARM_TARGETS] - mean)
+            held = tracks[playing][:, _ARM_TARGETS]
+            if family(action.key) == "clap":  # about the hands-together pose: small claps still meet
+                reference = held[np.argmin(held[:, 0] - held[:, 3])]
+            else:
+                reference = held.mean(axis=0)
+            tracks[:, _ARM_TARGETS] = reference + segment.gain * (tracks[:, _ARM_TARGETS] - reference)
     if is_gait(action.key):
         # Arms swing against the same-side leg, i.e. with the other leg: the library's gait has
         # them the other way round, so the sides' swings are swapped here. The swing grows with
@@ -410,7 +415,8 @@ def render_rich(plan: Plan, body: Body, noise_seed: int, noise: bool = True) -> 
     head_yaw = 0.14 * _lead(yaw_rate, 0.35)
     neck, head = positions[:, 12], positions[:, 15] - positions[:, 12]
     c, s = np.cos(head_yaw), np.sin(head_yaw)
-    positions[:, 15] = neck + np.stack([c * head[:, 0] + s * head[:, 2], head[:, 1], -s * head[:, 0] + c * head[:, 2]], -1)
+    positions[:, 15] = neck + np.stack([c * head[:, 0] + s * head[:, 2], head[:, 1],
+                                        -s * head[:, 0] + c * head[:, 2]], -1)
     if noise:
         drift = 0.02 * _smooth_noise(rng, frames, 2, 2.5)
         drift -= drift[0]
@@ -492,7 +498,8 @@ VOCAB: dict[str, list[tuple[str, str, bool]]] = {
     "lunge": [("lunges forward with {pos} {side} leg", "lunging forward with {pos} {side} leg", True),
               ("steps into a lunge with the {side} foot", "stepping into a lunge with the {side} foot", True),
               ("does a lunge with the {side} leg in front", "doing a lunge with the {side} leg in front", False)],
-    "bow": [("bows", "bowing", False), ("bows forward", "bowing forward", False), ("takes a bow", "taking a bow", False),
+    "bow": [("bows", "bowing", False), ("bows forward", "bowing forward", False),
+            ("takes a bow", "taking a bow", False),
             ("bends forward at the waist in a bow", "bending forward at the waist", False),
             ("bows {pos} head and upper body", "bowing {pos} head and upper body", False)],
     "stand": [("stands still", "standing still", False), ("stands in place", "standing in place", False),
@@ -598,8 +605,11 @@ def _phrases(rng: np.random.Generator, segment: RichSegment, subject: tuple, ger
     if len(segment.actions) == 1:
         return segment_phrase(rng, segment, subject, gerund)
     if rng.random() < 0.6:  # "waves the left hand while walking"
-        return f"{segment_phrase(rng, segment, subject, gerund, 0)} while {segment_phrase(rng, segment, subject, True, 1)}"
-    return f"{segment_phrase(rng, segment, subject, gerund, 1)} while {segment_phrase(rng, segment, subject, True, 0)}"
+        first, second = 0, 1
+    else:
+        first, second = 1, 0
+    main = segment_phrase(rng, segment, subject, gerund, first)
+    return f"{main} while {segment_phrase(rng, segment, subject, True, second)}"
 
 
 def caption(rng: np.random.Generator, segments: list[RichSegment]) -> str:
