@@ -4,18 +4,38 @@ A bone map is a dict {SMPL-22 joint name: bone name}. A joint's bone is the bone
 sits at that joint (the thigh for `left_hip`, the upper arm for `left_shoulder`). Joints
 the rig lacks are simply absent.
 
-Detection order: the exact-name presets (SMPL, Mixamo, Rigify, UE mannequin); then a
-fallback that normalises names (prefixes, side tokens, case), finds the hands, feet and
-head by name, walks up the hierarchy from them to the pelvis, and takes the side from
-the bone's position when the name has none. Every map is checked against the hierarchy:
-a joint's bone must descend from its SMPL parent's bone.
+Detection ("auto"): the skeleton mapper shared with the server's readers
+(bridge/skeleton_map.py: name rules for SMPL, Mixamo, UE4/UE5, Rigify, Blender's metarig,
+3ds Max Biped, HumanIK, Character Creator, Daz Genesis, VRM/Unity, CMU, Bandai, and a
+topology + rest-pose fallback for unknown names); an exact-name preset that maps every
+joint (e.g. Rigify's FK controls, which are what an animator keys) takes precedence.
+Every map is checked against the hierarchy: a joint's bone must descend from its SMPL
+parent's bone. Presets and custom JSON tables chosen by the user override "auto".
 """
 from __future__ import annotations
 
+import importlib
 import json
 import re
 
+import numpy as np
+
 from .errors import BoneMapError
+
+
+def _skeleton_map_module():
+    """The mapper: the extension's vendored copy (<package>.bridge.skeleton_map) when
+    installed, the repository's top-level bridge package when run from a checkout."""
+    vendored = f"{__package__}.bridge.skeleton_map"
+    try:
+        return importlib.import_module(vendored)
+    except ModuleNotFoundError as error:
+        if error.name not in (f"{__package__}.bridge", vendored):
+            raise
+        return importlib.import_module("bridge.skeleton_map")
+
+
+skeleton_map = _skeleton_map_module()
 
 # Copied from inference_server.motion (the add-on must not import the server package).
 SMPL22_JOINTS = [
@@ -105,11 +125,6 @@ CORE_JOINTS = ["pelvis", "left_hip", "right_hip", "left_knee", "right_knee"]
 _PREFIXES = re.compile(
     r"^(?:mixamorig\d*[:_]|armature[|:]|[mf]_avg_|cc_base_|bip\d*[ _]|def[-_]|org[-_]|"
     r"b_|j_|jnt_|bone_)", re.IGNORECASE)
-# Normalised core names (no side) that identify a limb end or the head.
-_HAND_NAMES = {"hand", "wrist"}
-_FOOT_NAMES = {"foot", "ankle"}
-_HEAD_NAMES = {"head"}
-_TOE_NAMES = {"toe", "toebase", "toes", "ball", "toe01"}
 
 
 def normalise(name: str) -> tuple[str | None, str]:
@@ -154,19 +169,34 @@ def _loose_key(name: str) -> str:
     return _PREFIXES.sub("", name.rsplit("|", 1)[-1]).lower()
 
 
-def auto_map(armature) -> dict[str, str]:
-    """The best bone map for an armature (bpy.types.Armature) found without user input:
-    of each preset, the hierarchy fallback, and the fallback completed by the best preset
-    (each checked against the hierarchy), the one that maps most joints; presets win ties.
-    (Loose matching makes presets overlap: a metarig's 'spine' is Rigify's pelvis but
-    another rig's lower spine; the hierarchy check and the count settle it.)"""
+def map_armature(armature):
+    """The skeleton mapper's SkeletonMap for an armature (names, hierarchy, rest heads)."""
+    bones = list(armature.bones)
+    index = {bone.name: i for i, bone in enumerate(bones)}
+    parents = [index[bone.parent.name] if bone.parent is not None else -1 for bone in bones]
+    rest = np.array([tuple(bone.head_local) for bone in bones], dtype=np.float64).reshape(len(bones), 3)
+    return skeleton_map.map_skeleton([bone.name for bone in bones], parents, rest)
+
+
+def auto_report(armature) -> dict:
+    """What "auto" picks and why: {"source": "preset NAME" | "mapper", "convention",
+    "how", "confidence", "table", "missing"}."""
     names = [bone.name for bone in armature.bones]
-    candidates = [check_hierarchy(armature, find_preset_map(names, preset)) for preset in PRESETS]
-    fallback = hierarchy_map(armature)
-    best_preset = max(candidates, key=len)
-    candidates.append(check_hierarchy(armature, {**fallback, **best_preset}))
-    candidates.append(check_hierarchy(armature, fallback))
-    return max(candidates, key=len)
+    presets = {preset: check_hierarchy(armature, find_preset_map(names, preset)) for preset in PRESETS}
+    best = max(presets, key=lambda preset: len(presets[preset]))
+    mapped = map_armature(armature)
+    table = check_hierarchy(armature, mapped.table)
+    if len(presets[best]) == len(SMPL22_JOINTS) or len(presets[best]) > len(table):
+        table = presets[best]
+        return {"source": f"preset {best}", "convention": mapped.convention, "how": "names", "confidence": 1.0,
+                "table": table, "missing": [j for j in SMPL22_JOINTS if j not in table]}
+    return {"source": "mapper", **mapped.report(), "table": table,
+            "missing": [j for j in SMPL22_JOINTS if j not in table]}
+
+
+def auto_map(armature) -> dict[str, str]:
+    """The best bone map for an armature found without user input (see auto_report)."""
+    return auto_report(armature)["table"]
 
 
 def group_map(armature, group: str) -> dict[str, str]:
@@ -223,126 +253,9 @@ def descends(bone, ancestor_name: str) -> bool:
     return False
 
 
-# ---------------------------------------------------------------- hierarchy fallback
-
 def hierarchy_map(armature) -> dict[str, str]:
-    """Guess a map from normalised names and the hierarchy: find both hands, both feet and
-    the head by name, walk up from them, and split each chain into SMPL joints."""
-    bones = list(armature.bones)
-    info = {bone.name: normalise(bone.name) for bone in bones}
-    mapping: dict[str, str] = {}
-    for side in ("left", "right"):
-        foot = _find_end(bones, info, _FOOT_NAMES, side)
-        if foot is not None:
-            mapping.update(_limb_map(foot, info, side, ["ankle", "knee", "hip"]))
-            toe = _toe_of(foot, info)
-            if toe is not None:
-                mapping[f"{side}_foot"] = toe.name
-        hand = _find_end(bones, info, _HAND_NAMES, side)
-        if hand is not None:
-            mapping.update(_limb_map(hand, info, side, ["wrist", "elbow", "shoulder", "collar"]))
-    head = _find_end(bones, info, _HEAD_NAMES, None)
-    if head is not None:
-        mapping["head"] = head.name
-    _fill_trunk(armature.bones, mapping, info)
-    return mapping
-
-
-def _find_end(bones, info, names: set[str], side: str | None):
-    """The highest bone whose core name is in `names`, on `side` (by its name, or by the
-    x of its head when the name has no side: Blender puts a rig's left on +X)."""
-    matches = [bone for bone in bones if info[bone.name][1] in names]
-    if side is None:
-        return min(matches, key=_depth, default=None)
-    named = [bone for bone in matches if info[bone.name][0] == side]
-    if not named:
-        sign = 1.0 if side == "left" else -1.0
-        named = [bone for bone in matches
-                 if info[bone.name][0] is None and bone.head_local.x * sign > 0]
-    return min(named, key=_depth, default=None)
-
-
-def _depth(bone) -> int:
-    depth = 0
-    while bone.parent is not None:
-        depth, bone = depth + 1, bone.parent
-    return depth
-
-
-def _limb_map(end, info, side: str, roles: list[str]) -> dict[str, str]:
-    """Walk up from a hand or foot through the bones of the same side; segments of one
-    limb part (Rigify 'forearm.L' + 'forearm.L.001', DAZ 'ForearmBend' + 'ForearmTwist')
-    count once, as their top bone; then the roles are given bottom-up."""
-    chain = [end]
-    bone = end.parent
-    while bone is not None and info[bone.name][0] == side:
-        if _segment_word(info[bone.name][1]) == _segment_word(info[chain[-1].name][1]) and len(chain) > 1:
-            chain[-1] = bone  # same limb part: keep the upper segment
-        else:
-            chain.append(bone)
-        bone = bone.parent
-    return {f"{side}_{role}": bone.name for role, bone in zip(roles, chain)}
-
-
-def _segment_word(core: str) -> str:
-    return re.sub(r"(twist|bend|roll|\d+)", "", core)
-
-
-def _toe_of(foot, info):
-    children = list(foot.children)
-    toes = [child for child in children if info[child.name][1] in _TOE_NAMES]
-    if toes:
-        return toes[0]
-    return children[0] if len(children) == 1 else None
-
-
-def _fill_trunk(bones, mapping: dict[str, str], info) -> None:
-    """Pelvis = the common ancestor of both thighs; neck = the lowest neck* bone between
-    pelvis and head (else the head's parent); spine3 = the bone the collars hang from;
-    spine1/spine2 = the first/middle bone of the spine below it."""
-    if "left_hip" in mapping and "right_hip" in mapping:
-        common = _common_ancestor(bones[mapping["left_hip"]], bones[mapping["right_hip"]])
-        if common is not None:
-            mapping["pelvis"] = common.name
-    if "head" not in mapping or "pelvis" not in mapping:
-        return
-    between = _path_between(bones[mapping["pelvis"]], bones[mapping["head"]])
-    if len(between) < 2:
-        return
-    necks = [bone for bone in between if info[bone.name][1].startswith("neck")]
-    neck = necks[0] if necks else between[-1]
-    mapping["neck"] = neck.name
-    spine = between[:between.index(neck)]
-    collar = mapping.get("left_collar") or mapping.get("left_shoulder")
-    if collar is not None and bones[collar].parent in spine:
-        spine = spine[:spine.index(bones[collar].parent) + 1]
-    if spine:
-        mapping["spine3"] = spine[-1].name
-        mapping["spine1"] = spine[0].name
-        if len(spine) >= 3:
-            mapping["spine2"] = spine[len(spine) // 2].name
-
-
-def _common_ancestor(first, second):
-    ancestors = set()
-    bone = first.parent
-    while bone is not None:
-        ancestors.add(bone.name)
-        bone = bone.parent
-    bone = second.parent
-    while bone is not None and bone.name not in ancestors:
-        bone = bone.parent
-    return bone
-
-
-def _path_between(ancestor, descendant) -> list:
-    """The bones strictly between `ancestor` and `descendant`, top first ([] if unrelated)."""
-    path = []
-    bone = descendant.parent
-    while bone is not None and bone.name != ancestor.name:
-        path.append(bone)
-        bone = bone.parent
-    return list(reversed(path)) if bone is not None else []
+    """The mapper's table alone (no presets), checked against the hierarchy."""
+    return check_hierarchy(armature, map_armature(armature).table)
 
 
 # ---------------------------------------------------------------- custom tables
@@ -374,6 +287,8 @@ def to_json(mapping: dict[str, str]) -> str:
 def require_core(armature, mapping: dict[str, str]) -> None:
     missing = [joint for joint in CORE_JOINTS if joint not in mapping]
     if missing:
+        considered = skeleton_map.considered_bones([bone.name for bone in armature.bones])
+        shown = ", ".join(considered[:20]) + (f", ... ({len(considered)} bones)" if len(considered) > 20 else "")
         raise BoneMapError(
-            f"cannot map the bones of armature {armature.name!r}: no bone found for {missing}; "
-            "choose a preset or write a custom bone map")
+            f"cannot map the bones of armature {armature.name!r}: no bone found for {missing} "
+            f"(bones considered: {shown}); choose a preset or write a custom bone map")

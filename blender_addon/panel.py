@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import bpy
 
+from . import bonemap
+from .errors import AddonError
+
 
 class T2M_UL_results(bpy.types.UIList):
     """One row per search result: name, score, duration."""
@@ -78,6 +81,77 @@ class T2M_PT_apply(_T2MPanel, bpy.types.Panel):
         apply.index = settings.result_index
 
 
+_SUMMARY_CACHE: dict = {}
+
+
+def bone_map_summary(obj, settings) -> dict:
+    """Which bone plays which SMPL-22 joint for `obj` with the panel's bone-map option:
+    {"header": str, "rows": [(joint, bone or "")], "error": str}. Cached per rig and
+    option (draw() runs on every redraw)."""
+    text = settings.bone_map_text
+    key = (obj.name, settings.bone_map, text.name if text else "", text.as_string() if text else "",
+           tuple(bone.name for bone in obj.data.bones))
+    if key in _SUMMARY_CACHE:
+        return _SUMMARY_CACHE[key]
+    from . import ops  # the option -> map logic lives with the operators
+
+    try:
+        if settings.bone_map == "AUTO":
+            report = bonemap.auto_report(obj.data)
+            table = report["table"]
+            bonemap.require_core(obj.data, table)
+            header = (f"{report['source']}: {report['convention']} names, found by {report['how']}, "
+                      f"confidence {report['confidence']:.2f}")
+        else:
+            table = ops._resolve_map(obj, ops.bone_map_choice(settings))
+            header = f"{settings.bone_map.lower()} map"
+        summary = {"header": header, "rows": [(joint, table.get(joint, "")) for joint in bonemap.SMPL22_JOINTS],
+                   "error": ""}
+    except AddonError as error:
+        summary = {"header": "", "rows": [], "error": str(error)}
+    if len(_SUMMARY_CACHE) > 32:
+        _SUMMARY_CACHE.clear()
+    _SUMMARY_CACHE[key] = summary
+    return summary
+
+
+class T2M_PT_bone_map(_T2MPanel, bpy.types.Panel):
+    """The bone map of the active armature: which bone gets which SMPL-22 joint."""
+    bl_label = "Bone map"
+    bl_parent_id = "T2M_PT_apply"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        obj = context.active_object
+        if obj is None or obj.type != "ARMATURE":
+            layout.label(text="Select an armature to see its bone map")
+            return
+        summary = bone_map_summary(obj, context.scene.t2m)
+        if summary["error"]:
+            for line in _wrap(summary["error"], 60):
+                layout.label(text=line, icon="ERROR")
+            return
+        layout.label(text=summary["header"], icon="BONE_DATA")
+        column = layout.column(align=True)
+        for joint, bone in summary["rows"]:
+            row = column.row(align=True)
+            row.label(text=joint)
+            row.alert = not bone
+            row.label(text=bone or "(none)")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + ([line] if line else [])
+
+
 class T2M_PT_words(_T2MPanel, bpy.types.Panel):
     bl_label = "Which words matched"
     bl_parent_id = "T2M_PT_main"
@@ -110,7 +184,7 @@ class T2M_PT_describe(_T2MPanel, bpy.types.Panel):
             layout.label(text=f"{caption.score:.3f}  {caption.text}")
 
 
-CLASSES = (T2M_UL_results, T2M_PT_main, T2M_PT_apply, T2M_PT_words, T2M_PT_describe)
+CLASSES = (T2M_UL_results, T2M_PT_main, T2M_PT_apply, T2M_PT_bone_map, T2M_PT_words, T2M_PT_describe)
 
 
 def register():

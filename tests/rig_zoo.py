@@ -416,3 +416,53 @@ def bvh_text(rig: Rig, motion: dict, pose: str = "T", scale: float = 1.0, z_up: 
     lines += ["MOTION", f"Frames: {frames}", f"Frame Time: {frame_time}"]
     lines += [" ".join(f"{v:.6f}" for v in row) for row in values]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- Blender armatures
+
+def build_armature(rig: Rig, name: str, scale: float = 1.0, y_up: bool = False, roll_seed: int | None = None):
+    """The rig as a Blender armature object (real bpy). y_up: the bones in Y-up armature
+    space under a 90 degree X object rotation (as an FBX import from a Y-up tool)."""
+    import math
+
+    import bpy
+    from mathutils import Vector
+
+    heads = [bone.head if y_up else Z_UP @ bone.head for bone in rig.bones]
+    armature = bpy.data.armatures.new(name)
+    obj = bpy.data.objects.new(name, armature)
+    bpy.context.scene.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    rng = np.random.default_rng(roll_seed) if roll_seed is not None else None
+    order = _depth_first(rig)
+    children = {i: [j for j in order if rig.bones[j].parent == i] for i in order}
+    up = np.array([0.0, 1.0, 0.0]) if y_up else np.array([0.0, 0.0, 1.0])
+    for i in order:
+        bone = rig.bones[i]
+        edit = armature.edit_bones.new(bone.name)
+        head = heads[i]
+        kids = children[i]
+        if kids:
+            main = max(kids, key=lambda k: (_subtree_size(children, k), -k))
+            tail = heads[main]
+        else:
+            along = head - heads[bone.parent] if bone.parent >= 0 else up
+            tail = head + 0.05 * along / max(np.linalg.norm(along), 1e-9)
+        if np.linalg.norm(tail - head) < 1e-4:
+            tail = head + 0.05 * up
+        edit.head, edit.tail = Vector(head), Vector(tail)
+        if bone.parent >= 0:
+            edit.parent = armature.edit_bones[rig.bones[bone.parent].name]
+        if rng is not None:
+            edit.roll = float(rng.uniform(-math.pi, math.pi))
+    bpy.ops.object.mode_set(mode="OBJECT")
+    if y_up:
+        obj.rotation_euler = (math.pi / 2, 0.0, 0.0)
+    obj.scale = (scale, scale, scale)
+    bpy.context.view_layer.update()
+    return obj
+
+
+def _subtree_size(children, index) -> int:
+    return 1 + sum(_subtree_size(children, k) for k in children[index])
