@@ -301,5 +301,16 @@ def test_bad_inputs_are_refused_with_a_reason(scene):
         retarget.apply_motion(mesh, fk_motion(5), 20.0, "x")
     for bone in rig.data.bones:
         bone.name = f"Bone{bone.name[-3:]}"
+    # meaningless names still map from the topology and rest pose (bridge/skeleton_map.py) ...
+    assert len(retarget.resolve_bone_map(rig, None)) == 22
+    # ... but a rig without arms and legs cannot
+    stick = bpy.data.objects.new("Stick", bpy.data.armatures.new("Stick"))
+    bpy.context.scene.collection.objects.link(stick)
+    bpy.context.view_layer.objects.active = stick
+    bpy.ops.object.mode_set(mode="EDIT")
+    for index in range(3):
+        edit = stick.data.edit_bones.new(f"Bone.{index:03d}")
+        edit.head, edit.tail = (0, 0, index), (0, 0, index + 1)
+    bpy.ops.object.mode_set(mode="OBJECT")
     with pytest.raises(BoneMapError, match="no bone found"):
-        retarget.apply_motion(rig, fk_motion(5), 20.0, "x")
+        retarget.apply_motion(stick, fk_motion(5), 20.0, "x")
