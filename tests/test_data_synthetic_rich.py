@@ -284,3 +284,12 @@ def test_generation_speed():
         make_rich(index, 9)
     rate = 60 / (time.process_time() - start)
     assert rate > 40, f"{rate:.0f} rich motions per CPU second"
+
+
+def test_head_looks_where_the_body_goes():
+    for side, sign in (("left", 1), ("right", -1)):
+        p = item_for([f"sidestep_{side}"], seed=2).motion.positions
+        across, forward = _body_frame(p)
+        head = p[:, J["head"]] - p[:, J["neck"]]
+        yaw = np.degrees(np.arctan2((head * across).sum(axis=1), (head * forward).sum(axis=1)))
+        assert sign * yaw.mean() > 3.0, (side, yaw.mean())

@@ -27,13 +27,13 @@ for any N) and its split is the plain variant's split_of(SEED, i).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from inference_server.data.kinematics import canonicalize
 from inference_server.data.synthetic_actions import GAITS, LIBRARY, Action, smoothstep
-from inference_server.data.synthetic_body import ARM, CH, CHANNELS, LEG, Body, neutral_pose, pose_to_positions
+from inference_server.data.synthetic_body import ARM, CH, CHANNELS, Body, neutral_pose, pose_to_positions
 from inference_server.errors import DataError
 from inference_server.motion import Motion, MotionItem
 
@@ -124,7 +124,6 @@ class Plan:
     lead_out: float
     final: bool  # the last action holds its end pose (sitting)
     breath: float = 0.25  # Hz
-    extra: dict = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
@@ -361,6 +360,18 @@ def _lead(signal: np.ndarray, seconds: float) -> np.ndarray:
     return np.concatenate([signal[shift:], np.repeat(signal[-1:], shift, axis=0)])
 
 
+def _sideways(positions: np.ndarray) -> np.ndarray:
+    """How much the pelvis travels to the body's left (+1) or right (-1), smoothed, a little ahead."""
+    across = positions[:, 1] - positions[:, 2]  # right hip -> left hip
+    across[:, 1] = 0
+    across /= np.maximum(np.linalg.norm(across, axis=1, keepdims=True), 1e-9)
+    velocity = np.gradient(positions[:, 0], axis=0) * FPS
+    width = int(0.6 * FPS)
+    lateral = np.convolve(np.pad((velocity * across).sum(axis=1), width // 2, mode="edge"),
+                          np.ones(width) / width, mode="valid")[:len(positions)]
+    return np.clip(_lead(lateral, 0.25) / 0.35, -1.0, 1.0)
+
+
 def render_rich(plan: Plan, body: Body, noise_seed: int, noise: bool = True) -> np.ndarray:
     """Blend, couple, add noise, run the kinematics -> canonical (T, 22, 3) float32."""
     frames = max(int(round(plan.duration * FPS)), int(MIN_SECONDS * FPS))
@@ -411,8 +422,8 @@ def render_rich(plan: Plan, body: Body, noise_seed: int, noise: bool = True) -> 
         tracks[:, CH["yaw_rate"]] += 0.6 * DEG * _smooth_noise(rng, frames, 1, 0.8)[:, 0]
     positions = pose_to_positions(body, tracks, FPS)
 
-    # the head looks where the body goes: it turns ahead of the chest on a turn
-    head_yaw = 0.14 * _lead(yaw_rate, 0.35)
+    # the head looks where the body goes: ahead of the chest on a turn, toward a sideways path
+    head_yaw = 0.14 * _lead(yaw_rate, 0.35) + 0.3 * _sideways(positions)
     neck, head = positions[:, 12], positions[:, 15] - positions[:, 12]
     c, s = np.cos(head_yaw), np.sin(head_yaw)
     positions[:, 15] = neck + np.stack([c * head[:, 0] + s * head[:, 2], head[:, 1],
@@ -444,7 +455,6 @@ AMPLITUDE_WORDS = {"big": ("energetically", "vigorously", "enthusiastically", "w
 
 # (verb phrase, gerund phrase, countable); {pos}: possessive, {refl}: reflexive, {side}: left/right,
 # "{n} times" is added to countable ones (steps are phrased by their own templates)
-_ARM_HAND = ("hand", "arm")
 VOCAB: dict[str, list[tuple[str, str, bool]]] = {
     "wave": [("waves {pos} {side} hand", "waving {pos} {side} hand", True),
              ("waves with {pos} {side} hand", "waving with {pos} {side} hand", True),
