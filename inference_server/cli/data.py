@@ -7,7 +7,7 @@ from pathlib import Path
 from inference_server.cli import CliError, add_json_flag
 
 SPEC_HELP = ("data spec: humanml3d:DIR, kitml:DIR, bvh:DIR_OR_FILE, bandai:DIR, deepmimic[:DIR], "
-             "synthetic:N[:SEED], optionally followed by @train|@val|@test")
+             "synthetic:N[:SEED], fbx:DIR_OR_FILE, gltf:DIR_OR_FILE, optionally followed by @train|@val|@test")
 
 
 def register(subparsers) -> None:

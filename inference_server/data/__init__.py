@@ -1,7 +1,8 @@
 """Motion datasets: one spec string -> a Dataset of SMPL-22 MotionItems.
 
 Specs: `humanml3d:DIR`, `kitml:DIR`, `bvh:DIR_OR_FILE`, `bandai:DIR`, `deepmimic[:DIR]`,
-`synthetic:N[:SEED]`, each optionally followed by `@train|@val|@test`. A bare path is
+`synthetic:N[:SEED]`, `fbx:DIR_OR_FILE`, `gltf:DIR_OR_FILE` (through Blender's importers in a
+child process), each optionally followed by `@train|@val|@test`. A bare path is
 accepted too (a folder is recognised by its layout, a file by its extension).
 
 A scan never dies on one bad file: the file goes to Dataset.skipped with the reason.
@@ -27,6 +28,8 @@ READERS = {
     "bandai": "bandai",
     "deepmimic": "deepmimic",
     "synthetic": "synthetic",
+    "fbx": "fbx",
+    "gltf": "gltf",
 }
 
 
@@ -93,6 +96,10 @@ def _guess_kind(path: Path, spec: str) -> str:
     if path.is_file():
         if path.suffix.lower() == ".bvh":
             return "bvh"
+        if path.suffix.lower() == ".fbx":
+            return "fbx"
+        if path.suffix.lower() in (".glb", ".gltf"):
+            return "gltf"
         if path.suffix.lower() in (".txt", ".json"):
             return "deepmimic"
     raise DataError(
@@ -118,7 +125,8 @@ def _check_unique_ids(items: list[MotionItem], spec: str) -> None:
 
 
 def load_file(path) -> MotionItem:
-    """One motion file by extension: .bvh, .npy (HumanML3D new_joints, 20 fps), .json/.txt (DeepMimic)."""
+    """One motion file by extension: .bvh, .npy (HumanML3D new_joints, 20 fps), .json/.txt (DeepMimic),
+    .fbx / .glb / .gltf (the first clip; through Blender in a child process)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -132,4 +140,7 @@ def load_file(path) -> MotionItem:
     if suffix in (".json", ".txt"):
         from inference_server.data import deepmimic
         return deepmimic.read_item(path)
-    raise DataError(f"{path}: unknown motion file type {suffix!r} (expected .bvh, .npy or .json)")
+    if suffix in (".fbx", ".glb", ".gltf"):
+        from inference_server.data import fbx
+        return fbx.read_items(path)[0]
+    raise DataError(f"{path}: unknown motion file type {suffix!r} (expected .bvh, .npy, .json, .fbx, .glb or .gltf)")
