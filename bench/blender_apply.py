@@ -4,6 +4,8 @@
     python bench/blender_apply.py                      # both parts, writes bench/results/blender_apply.json
     python bench/blender_apply.py --skip-e2e           # retarget + keying only (seconds)
     python bench/blender_apply.py --library synthetic:5000 --preset test --queries 20
+    ~/.cache/t2m-bpy-venvs/4.2.23/bin/python bench/blender_apply.py --skip-e2e --out X.json   # another Blender
+      (the venvs of scripts/test_blender_versions.sh; the report names the Blender it ran on)
 
 1. Retarget + keys of a 10 s clip (synthetic walk + wave, 20 fps) at 30 fps (301 frames)
    onto a 22-bone Mixamo rig and a 65-bone one (with fingers), through
@@ -50,7 +52,7 @@ def percentiles(values: list[float]) -> dict:
 def bench_retarget(repeats: int) -> dict:
     import bpy
 
-    from blender_addon import retarget
+    from blender_addon import compat, retarget
     from blender_addon.rigs import make_humanoid_rig
     from inference_server.data.synthetic import motion_for
 
@@ -58,7 +60,8 @@ def bench_retarget(repeats: int) -> dict:
     scene = bpy.context.scene
     scene.render.fps = 30
     clip = motion_for(["walk", "wave_left+walk"], seed=1, seconds=5.0)
-    report = {"clip_seconds": round(clip.duration, 2), "source_fps": clip.fps, "scene_fps": 30}
+    report = {"blender": bpy.app.version_string, "actions": compat.describe(),
+              "clip_seconds": round(clip.duration, 2), "source_fps": clip.fps, "scene_fps": 30}
     for label, fingers in (("rig_22_bones", False), ("rig_65_bones", True)):
         rig = make_humanoid_rig(label, naming="MIXAMO", pose="A", fingers=fingers, roll_seed=0, y_up=True, scale=0.01)
         bone_map = retarget.resolve_bone_map(rig, None)

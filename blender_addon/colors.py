@@ -16,7 +16,7 @@ import json
 import bpy
 import numpy as np
 
-from . import keyframes
+from . import compat, keyframes
 
 # Copied from inference_server.jami.PART_NAMES (the add-on must not import the server).
 PART_NAMES = ["global", "pelvis", "r_hip", "l_hip", "r_knee", "l_knee", "r_ankle", "l_ankle",
@@ -143,10 +143,8 @@ def _remove_color_keys(obj) -> None:
     action = bpy.data.actions.get(saved["action"]) if saved.get("action") else None
     if action is None:
         return
-    for layer in action.layers:
-        for strip in layer.strips:
-            for channelbag in strip.channelbags:
-                keyframes.remove_channels(channelbag, "pose.bones[", ".color.custom.normal")
+    for channelbag in compat.channelbags(action):
+        keyframes.remove_channels(channelbag, "pose.bones[", ".color.custom.normal")
     saved["action"] = None
     obj[SAVED_KEY] = json.dumps(saved)
 

@@ -1,15 +1,17 @@
-"""Writing keys into Blender 5 layered actions, fast.
+"""Writing keys into actions, fast, on every supported Blender (4.2 to 5.x).
 
-One action per Apply: a new action with one slot for the object, its channelbag's
-fcurves filled with keyframe_points.add + foreach_set("co") (about 60x faster than
-per-frame keyframe_insert). The object's previous action is kept untouched (it gets a
-fake user so a save does not drop it).
+One action per Apply: a new action (with one slot for the object where actions have
+slots), its fcurves filled with keyframe_points.add + foreach_set("co") (about 60x faster
+than per-frame keyframe_insert). The object's previous action is kept untouched (it gets
+a fake user so a save does not drop it). "channelbag" below is whatever holds the
+fcurves: a slot's channelbag (4.4+) or the action itself (4.2/4.3); compat.py decides.
 """
 from __future__ import annotations
 
 import bpy
 import numpy as np
-from bpy_extras import anim_utils
+
+from . import compat
 
 ACTION_PREFIX = "T2M "
 MAX_LABEL_CHARS = 48  # Blender appends ".001" etc. to keep names unique
@@ -23,26 +25,20 @@ def action_name(label: str) -> str:
     return ACTION_PREFIX + (label or "motion")
 
 
-def new_action(obj: bpy.types.Object, label: str) -> tuple[bpy.types.Action, bpy.types.ActionChannelbag]:
+def new_action(obj: bpy.types.Object, label: str) -> tuple:
     """Create a new action for `obj`, assign it (keeping the previous one with a fake
-    user) and return it with the channelbag of its slot."""
+    user) and return it with the container of its fcurves."""
     anim = obj.animation_data or obj.animation_data_create()
     previous = anim.action
     if previous is not None:
         previous.use_fake_user = True
     action = bpy.data.actions.new(action_name(label))
-    slot = action.slots.new(id_type="OBJECT", name=obj.name)
-    anim.action = action
-    anim.action_slot = slot
-    return action, anim_utils.action_ensure_channelbag_for_slot(action, slot)
+    return action, compat.assign_new_action(obj, action)
 
 
-def channelbag_of(obj: bpy.types.Object) -> bpy.types.ActionChannelbag | None:
-    """The channelbag of the object's assigned action and slot, or None."""
-    anim = obj.animation_data
-    if anim is None or anim.action is None or anim.action_slot is None:
-        return None
-    return anim_utils.action_get_channelbag_for_slot(anim.action, anim.action_slot)
+def channelbag_of(obj: bpy.types.Object):
+    """The fcurve container of the object's assigned action (and slot), or None."""
+    return compat.channelbag_of(obj)
 
 
 def write_channels(channelbag, data_path: str, frames: np.ndarray, values: np.ndarray,
@@ -56,7 +52,7 @@ def write_channels(channelbag, data_path: str, frames: np.ndarray, values: np.nd
         old = channelbag.fcurves.find(data_path, index=index)
         if old is not None:
             channelbag.fcurves.remove(old)
-        fcurve = channelbag.fcurves.new(data_path, index=index, group_name=group)
+        fcurve = compat.new_fcurve(channelbag, data_path, index, group)
         co[:, 1] = values[:, index]
         fcurve.keyframe_points.add(len(frames))
         fcurve.keyframe_points.foreach_set("co", co.ravel())

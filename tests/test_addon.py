@@ -42,10 +42,18 @@ def run(command: list, timeout: float, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def addon_zip(tmp_path_factory) -> Path:
+    """The extension zip: $T2M_ADDON_ZIP when set (scripts/test_blender_versions.sh builds
+    it once and installs the same zip into every Blender version), else built here."""
+    if os.environ.get("T2M_ADDON_ZIP"):
+        return Path(os.environ["T2M_ADDON_ZIP"])
     out = tmp_path_factory.mktemp("dist")
     command = [sys.executable, ROOT / "build_addon.py", "--platform", "linux-x64", "--no-fetch",
                "--out", out, "--build-dir", out / "build"]
-    cached = any((ROOT / "blender_addon" / "wheels").glob("pyzmq-*manylinux*x86_64*.whl"))
+    import tomllib
+
+    manifest = tomllib.loads((ROOT / "blender_addon" / "blender_manifest.toml").read_text(encoding="utf-8"))
+    linux = [Path(entry).name for entry in manifest["wheels"] if "manylinux" in entry and "x86_64" in entry]
+    cached = all((ROOT / "blender_addon" / "wheels" / name).exists() for name in linux)
     if not cached:
         command.append("--no-wheels")  # offline and nothing cached: this Blender has pyzmq
     run(command, timeout=120)
@@ -156,6 +164,15 @@ def test_stopped_server_gives_a_clean_error(results):
     assert "Traceback" not in results["stderr"]
 
 
+def test_runs_on_the_expected_blender(results):
+    """$T2M_EXPECT_BLENDER (set by scripts/test_blender_versions.sh) names the bpy version
+    the driver must have run on: the matrix tests what it says it tests."""
+    expected = os.environ.get("T2M_EXPECT_BLENDER")
+    if expected:
+        assert results["blender"]["version"].split()[0] == expected, results["blender"]
+    assert results["blender"]["actions"]
+
+
 def test_disable_stops_polling(results):
     assert results["disable"]["timer_registered"] is False
 
@@ -184,7 +201,8 @@ def driver(zip_path: str, address: str, dead_address: str, out_path: str) -> Non
     bpy.ops.wm.read_factory_settings(use_empty=True)
     results: dict = {}
     results["install"] = _install(bpy, zip_path)
-    package = __import__(ADDON, fromlist=["ops", "rigs", "retarget", "colors", "wire", "keyframes"])
+    package = __import__(ADDON, fromlist=["ops", "rigs", "retarget", "colors", "wire", "keyframes", "compat"])
+    results["blender"] = {"version": bpy.app.version_string, "actions": package.compat.describe()}
     scene = bpy.context.scene
     scene.render.fps = 30
     scene.t2m.server = address
@@ -266,10 +284,8 @@ def _apply(bpy, package, scene, address) -> dict:
 
 
 def _keys(package, obj, action=None) -> list:
-    from bpy_extras import anim_utils
-
     action = action or obj.animation_data.action
-    channelbag = anim_utils.action_get_channelbag_for_slot(action, action.slots[0])
+    channelbag = package.compat.first_channelbag(action)
     return [(fc.data_path, fc.array_index, tuple(k.co)) for fc in channelbag.fcurves for k in fc.keyframe_points]
 
 

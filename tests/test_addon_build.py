@@ -38,7 +38,31 @@ def test_manifest_declares_what_the_brief_needs():
     assert {"network", "files"} <= set(manifest["permissions"])
     platforms = {p for name in manifest_wheels() for p in build_addon.wheel_platforms(name)}
     assert platforms == set(manifest["platforms"]) == {"linux-x64", "windows-x64", "macos-arm64", "macos-x64"}
-    assert all("cp311" in name and name.startswith("pyzmq-") for name in manifest_wheels())
+    assert all(name.startswith("pyzmq-") for name in manifest_wheels())
+
+
+def test_every_platform_has_a_wheel_for_python_3_11_and_one_for_3_12_and_later():
+    """cp311 for Blender 4.2 to 5.0, cp312-abi3 (stable ABI) for the CPython 3.13 releases."""
+    manifest, _ = build_addon.read_manifest()
+    for platform in manifest["platforms"]:
+        tags = sorted(name.split("-")[2:4] for name in manifest_wheels()
+                      if platform in build_addon.wheel_platforms(name))
+        assert tags == [["cp311", "cp311"], ["cp312", "abi3"]], (platform, tags)
+
+
+@pytest.mark.parametrize("python, kept", [((3, 11), "cp311-cp311"), ((3, 12), "cp312-abi3"),
+                                          ((3, 13), "cp312-abi3")])
+def test_blender_installs_the_wheel_that_fits_its_python(monkeypatch, python, kept):
+    """Blender's own install-time filter (bl_pkg) keeps exactly one pyzmq wheel per Python."""
+    pytest.importorskip("bpy")
+    from bl_pkg import bl_extension_ops
+
+    linux = [f"./wheels/{name}" for name in manifest_wheels() if "manylinux" in name and "x86_64" in name]
+    monkeypatch.setattr(sys, "version_info", (*python, 0, "final", 0))
+    monkeypatch.setattr("sysconfig.get_platform", lambda: "linux-x86_64")
+    chosen = bl_extension_ops._extensions_wheel_filter_for_this_system(linux)
+    monkeypatch.undo()
+    assert len(chosen) == 1 and kept in chosen[0], chosen
 
 
 def test_wheel_platforms():
@@ -56,7 +80,7 @@ def test_staged_manifest_keeps_only_the_chosen_platforms_and_wheels():
     linux = [name for name in manifest_wheels() if "manylinux" in name]
     staged = tomllib.loads(build_addon.staged_manifest(text, ["linux-x64"], linux))
     assert staged["platforms"] == ["linux-x64"]
-    assert staged["wheels"] == [f"./wheels/{linux[0]}"]
+    assert staged["wheels"] == [f"./wheels/{name}" for name in linux] and len(linux) == 2
     bare = tomllib.loads(build_addon.staged_manifest(text, ["linux-x64"], []))
     assert "wheels" not in bare and bare["permissions"]["network"]
 
@@ -99,7 +123,8 @@ def test_split_build_writes_one_zip_per_platform_with_its_wheel(tmp_path):
                      "text_to_motion-0.1.0-macos_x64.zip", "text_to_motion-0.1.0-windows_x64.zip"]
     with zipfile.ZipFile(tmp_path / "dist" / "text_to_motion-0.1.0-windows_x64.zip") as archive:
         files = archive.namelist()
-        assert [f for f in files if f.startswith("wheels/")] == ["wheels/pyzmq-27.1.0-cp311-cp311-win_amd64.whl"]
+        assert [f for f in files if f.startswith("wheels/")] == ["wheels/pyzmq-27.1.0-cp311-cp311-win_amd64.whl",
+                                                                 "wheels/pyzmq-27.1.0-cp312-abi3-win_amd64.whl"]
         assert {"__init__.py", "ops.py", "retarget.py", "bridge/client.py", "blender_manifest.toml"} <= set(files)
         assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
         assert "from .codec import" in archive.read("bridge/client.py").decode()

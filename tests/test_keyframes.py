@@ -1,4 +1,5 @@
-"""Blender 5 layered-action keyframes: new actions, slots, channelbag fcurves, fast writes."""
+"""Action keyframes on every supported Blender: new actions, slots and channelbags (4.4+)
+or legacy action fcurves (4.2), fast writes through the compat layer."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_addon import keyframes  # noqa: E402
+from blender_addon import compat, keyframes  # noqa: E402
 
 
 @pytest.fixture
@@ -37,13 +38,36 @@ def test_new_action_gets_a_slot_and_keeps_the_previous_one(obj):
     obj.location = (1.0, 2.0, 3.0)
     obj.keyframe_insert("location", frame=1)
     previous = obj.animation_data.action
+    previous_keys = [tuple(k.co) for fc in compat.first_channelbag(previous).fcurves for k in fc.keyframe_points]
     action, channelbag = keyframes.new_action(obj, "jump")
     assert obj.animation_data.action == action
-    assert obj.animation_data.action_slot == action.slots[0]
-    assert action.slots[0].target_id_type == "OBJECT"
-    assert channelbag.slot == action.slots[0]
+    if compat.SLOTTED:
+        assert obj.animation_data.action_slot == action.slots[0]
+        assert action.slots[0].target_id_type == "OBJECT"
+        assert channelbag.slot == action.slots[0]
+    else:
+        assert channelbag == action
     assert previous.use_fake_user and previous.name in bpy.data.actions
     assert keyframes.channelbag_of(obj) == channelbag
+    assert [tuple(k.co) for fc in compat.first_channelbag(previous).fcurves for k in fc.keyframe_points] \
+        == previous_keys
+
+
+def test_compat_layer_matches_this_blender():
+    assert compat.SLOTTED == ("slots" in bpy.types.Action.bl_rna.properties)
+    assert compat.SLOTTED == (bpy.app.version >= (4, 4, 0))
+    assert compat.describe().startswith("slotted" if compat.SLOTTED else "legacy")
+    assert compat.channelbags(None) == [] and compat.first_channelbag(None) is None
+
+
+def test_second_action_on_the_same_object_gets_its_own_channels(obj):
+    first, first_bag = keyframes.new_action(obj, "one")
+    keyframes.write_channels(first_bag, "location", np.array([1.0, 2.0]), np.ones((2, 3)), group="Object")
+    second, second_bag = keyframes.new_action(obj, "two")
+    keyframes.write_channels(second_bag, "scale", np.array([1.0]), np.ones((1, 3)), group="Object")
+    assert {fc.data_path for bag in compat.channelbags(first) for fc in bag.fcurves} == {"location"}
+    assert {fc.data_path for bag in compat.channelbags(second) for fc in bag.fcurves} == {"scale"}
+    assert keyframes.channelbag_of(obj) == second_bag
 
 
 def test_write_channels_keys_values_and_replaces_old_curves(obj):
@@ -85,3 +109,21 @@ def test_remove_channels_by_prefix_and_suffix(obj):
 
 def test_pose_bone_path_escapes_names():
     assert keyframes.pose_bone_path('odd"name', "location") == 'pose.bones["odd\\"name"].location'
+
+
+def test_undo_removes_a_new_action_and_redo_brings_it_back(obj):
+    """What Apply's undo step relies on, on every version: the new action and its keys are
+    plain data that memfile undo takes away and gives back; the previous action returns."""
+    obj.keyframe_insert("location", frame=1)
+    previous = obj.animation_data.action.name
+    bpy.ops.ed.undo_push(message="before")
+    _, channelbag = keyframes.new_action(obj, "undone")
+    keyframes.write_channels(channelbag, "location", np.array([1.0, 2.0]), np.ones((2, 3)), group="Object")
+    bpy.ops.ed.undo_push(message="apply")
+    bpy.ops.ed.undo()
+    assert "T2M undone" not in bpy.data.actions
+    assert bpy.data.objects["Thing"].animation_data.action.name == previous
+    bpy.ops.ed.redo()
+    thing = bpy.data.objects["Thing"]  # undo invalidates Python references: look it up again
+    assert thing.animation_data.action.name == "T2M undone"
+    assert len(keyframes.channelbag_of(thing).fcurves.find("location", index=0).keyframe_points) == 2

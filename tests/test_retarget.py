@@ -224,8 +224,8 @@ def test_existing_action_survives_unchanged(scene):
     assert rig.animation_data.action == action != original
     kept = bpy.data.actions[original_name]
     assert kept.use_fake_user
-    from bpy_extras import anim_utils
-    channelbag = anim_utils.action_get_channelbag_for_slot(kept, kept.slots[0])
+    from blender_addon import compat
+    channelbag = compat.first_channelbag(kept)  # 4.2: the action itself; 4.4+: its slot's channelbag
     after = [(fc.data_path, fc.array_index, tuple(k.co)) for fc in channelbag.fcurves for k in fc.keyframe_points]
     assert after == before
 
