@@ -505,6 +505,8 @@ def _by_topology(tree: _Tree, labels) -> dict[str, int]:
     legs, arms = (first, second) if _branches_above(tree, first, second) else (second, first)
     chest = arms[0]
     head_path = _head_path(tree, chest, arms)
+    while len(head_path) > 1 and labels[head_path[-1]].ignored and labels[head_path[-1]].core not in _IGNORE_CORES:
+        head_path.pop()  # a named helper (Rigify's 'face' bone under the head) is not the head
     if not head_path:
         return {}
     found: dict[str, int] = {"head": head_path[-1]}

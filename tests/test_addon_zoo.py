@@ -93,3 +93,22 @@ def _settings():
         bone_map = "AUTO"
         bone_map_text = None
     return Settings()
+
+
+def test_blenders_own_human_metarig(scene):
+    """Rigify's Human meta-rig (159 bones with face and fingers), as Blender makes it."""
+    import addon_utils
+
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    mapped = bonemap.map_armature(bpy.context.active_object.data)
+    assert mapped.convention == "blender_metarig" and mapped.missing == []
+    expected = {"pelvis": "spine", "spine1": "spine.001", "spine2": "spine.002", "spine3": "spine.003",
+                "neck": "spine.004", "head": "spine.006"}
+    for side in "LR":
+        s = "left" if side == "L" else "right"
+        expected.update({f"{s}_hip": f"thigh.{side}", f"{s}_knee": f"shin.{side}", f"{s}_ankle": f"foot.{side}",
+                         f"{s}_foot": f"toe.{side}", f"{s}_collar": f"shoulder.{side}",
+                         f"{s}_shoulder": f"upper_arm.{side}", f"{s}_elbow": f"forearm.{side}",
+                         f"{s}_wrist": f"hand.{side}"})
+    assert mapped.table == {joint: expected[joint] for joint in bonemap.SMPL22_JOINTS}
