@@ -118,3 +118,13 @@ def test_stats_on_a_missing_folder_and_without_blender(tmp_path, monkeypatch, ca
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     assert t2m_main(["data", "stats", f"fbx:{tmp_path}", "--json"]) == 1
     assert "needs Blender" in capsys.readouterr().err
+
+
+def test_a_blender_that_does_not_start_is_one_clear_error(library, monkeypatch, capsys):
+    folder, _ = library
+    monkeypatch.setenv("T2M_BLENDER", sys.executable + "-no-such-blender")
+    assert t2m_main(["data", "stats", f"fbx:{folder}", "--json"]) == 1
+    assert "could not start Blender" in capsys.readouterr().err
+    monkeypatch.setenv("T2M_BLENDER", "/bin/false")
+    assert t2m_main(["data", "stats", f"fbx:{folder}", "--json"]) == 1
+    assert "could not start Blender" in capsys.readouterr().err

@@ -118,3 +118,17 @@ def test_name_normalisation(name, expected):
 def test_convention_labels():
     assert detect_convention(["Hips", "LeftUpLeg", "LHipJoint", "LowerBack"]) == "cmu"
     assert detect_convention(["Bone", "Bone.001"]) == "unknown"
+
+
+@pytest.mark.parametrize("yaw", [0, 90, 180, 270])
+@pytest.mark.parametrize("z_up", [False, True])
+def test_nameless_rig_sides_come_from_the_rest_pose_whatever_its_facing(yaw, z_up):
+    from scipy.spatial.transform import Rotation
+
+    rig = make_rig("nameless", "A")
+    turn = Rotation.from_rotvec([0, np.radians(yaw), 0]).as_matrix()
+    rest = np.array([bone.head for bone in rig.bones]) @ turn.T
+    if z_up:
+        rest = rest @ np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]]).T
+    mapping = map_skeleton(rig.names, rig.parents, rest * 37.0)
+    assert {joint: mapping.table.get(joint) for joint in rig.expected()} == rig.expected()

@@ -9,8 +9,8 @@ JOBS.json: {"files": [{"path": str, "kind": "fbx" | "gltf", "out": str (no suffi
 Per file it writes `<out>.npz` (allow_pickle=False: names (J,) unicode, parents (J,)
 int32, rest (J, 3) float32 world rest heads, clip_<k> (T, J, 3) float32 world positions
 per frame; Blender axes, Z up, metres) plus `<out>.json` ({"clips": [{"name", "fps",
-"frame_start"}], "armature"}), or `<out>.error.txt` with the reason; then prints
-"done <index>" so the parent can show progress and find the file a crash stopped at.
+"frame_start"}], "armature"}), or `<out>.error.txt` with the reason; prints "ready"
+once bpy is imported, then "done <index>" per file so the parent can show progress and find the file a crash stopped at.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
     jobs = json.loads(Path(argv[-1]).read_text(encoding="utf-8"))
     import bpy  # noqa: F401  (only here, in the child)
 
+    print("ready", flush=True)
     for index, job in enumerate(jobs["files"]):
         out = Path(job["out"])
         try:

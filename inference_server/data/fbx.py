@@ -143,22 +143,33 @@ def _run_child(pending: list[tuple[Path, Path]], kind: str, bar) -> int:
         files = [{"path": str(path), "kind": kind, "out": str(Path(work) / f"{k}")}
                  for k, (path, _) in enumerate(pending)]
         jobs.write_text(json.dumps({"files": files}), encoding="utf-8")
-        done = 0
-        process = subprocess.Popen(child_command(jobs), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                   text=True, cwd=work)
-        timer = _Watchdog(process, SECONDS_PER_FILE)
-        try:
-            for line in process.stdout:
-                timer.reset()
-                if line.startswith("done "):
-                    index = int(line.split()[1])
-                    _store(Path(work) / f"{index}", pending[index][1])
-                    done = index + 1
-                    bar.update(1)
-        finally:
-            process.stdout.close()
-            process.wait()
-            timer.stop()
+        done, ready = 0, False
+        log = Path(work) / "stderr.txt"
+        with open(log, "w", encoding="utf-8") as stderr:
+            try:
+                process = subprocess.Popen(child_command(jobs), stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                           cwd=work)
+            except OSError as error:
+                raise DataError(f"could not start Blender to import {kind.upper()} files: {error}") from None
+            timer = _Watchdog(process, SECONDS_PER_FILE)
+            try:
+                for line in process.stdout:
+                    timer.reset()
+                    if line.startswith("ready"):
+                        ready = True
+                    elif line.startswith("done "):
+                        index = int(line.split()[1])
+                        _store(Path(work) / f"{index}", pending[index][1])
+                        done = index + 1
+                        bar.update(1)
+            finally:
+                process.stdout.close()
+                process.wait()
+                timer.stop()
+        if not ready:  # Blender itself did not start: no file is to blame
+            lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+            raise DataError(f"could not start Blender to import {kind.upper()} files ({' '.join(child_command(jobs)[:2])}): "
+                            f"{lines[-1] if lines else f'exit code {process.returncode}'}")
         return done
 
 
