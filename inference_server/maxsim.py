@@ -4,6 +4,9 @@ All vectors are L2-normalised, so a dot product is a cosine.
 - MaxSim (the method): score(text, motion) = mean over the text's valid tokens of the
   max cosine over the motion's 196 patches; the argmax patch is the token's alignment.
 - Global (the baseline): mean of valid tokens vs mean of patches, each re-normalised.
+- Hybrid: the mean of the two. The global term gives every clip a whole-body, whole-clip
+  signal from the first step, which MaxSim alone learns late on small budgets; the MaxSim
+  term keeps the word-to-patch alignments (its argmax is what explain and the bone colours show).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import torch.nn.functional as F
 
 from inference_server.jami import NUM_PATCHES, WINDOWS
 
-POOLINGS = ("maxsim", "global")
+POOLINGS = ("maxsim", "global", "hybrid")
 # elements of the (B, chunk, Lq, P) similarity block computed at once (256 MB in fp32)
 CHUNK_ELEMENTS = 1 << 26
 
@@ -62,11 +65,13 @@ def global_scores(queries: torch.Tensor, docs: torch.Tensor,
 
 def pooled_scores(queries: torch.Tensor, docs: torch.Tensor, query_mask: torch.Tensor | None = None,
                   pooling: str = "maxsim") -> torch.Tensor:
-    """Scores with the checkpoint's pooling ("maxsim" or "global") -> (B, N)."""
+    """Scores with the checkpoint's pooling ("maxsim", "global" or "hybrid") -> (B, N)."""
     if pooling == "maxsim":
         return maxsim_scores(queries, docs, query_mask)
     if pooling == "global":
         return global_scores(queries, docs, query_mask)
+    if pooling == "hybrid":
+        return 0.5 * (maxsim_scores(queries, docs, query_mask) + global_scores(queries, docs, query_mask))
     raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
 
 

@@ -6,9 +6,15 @@ RUN/ layout:
                    optimizer.json and trainer_state.json (for --resume)
   metrics.jsonl    one JSON line per epoch (losses, learning rates, samples/s, validation)
 
-Each epoch every training motion is seen once: mirrored with probability 0.5 (motion and
+Data: one spec, or several (`--data SPEC[=WEIGHT]` repeated). An epoch holds as many samples
+as all sources' training motions together, shared out between the sources by weight (a
+source's motions are cycled in random order to fill its share). Validation uses each
+source's own @val split (or --val); the checkpoint is selected on the mean over sources, and
+metrics.jsonl logs each source. Each sample is mirrored with probability 0.5 (motion and
 caption), with one of its captions drawn at random and a random 224-frame crop. Angle
 statistics come from the training set (originals and mirrors) and go into the checkpoint.
+Takes that share labels (e.g. Bandai's content and style) count as positives of each other
+in the contrastive loss.
 DDP: run under torchrun (`torchrun --nproc_per_node 2 -m inference_server.train ...`);
 each process takes its own shard of every epoch and --batch-size is per process
 (the InfoNCE negatives are the process's own batch).
@@ -37,7 +43,7 @@ OPTIMIZER_JSON = "optimizer.json"
 
 @dataclass
 class TrainOptions:
-    data: str
+    data: str | list[str]              # one spec, or several "SPEC[=WEIGHT]"
     out: str
     val: str | None = None
     preset: str = "tiny"
@@ -55,6 +61,9 @@ class TrainOptions:
     mlm_captions: int = 16
     mask_punctuation: bool = False
     mask_padding: bool = True          # MaxSim/global skip padding-only windows (False: the paper's way)
+    mask_stopwords: bool = False       # stop words ("a", "the", "person", ...) do not count in scores
+    text_trainable_layers: int | None = None   # train only the top N text layers (default: the preset's)
+    label_positives: bool = True       # same-label takes in a batch are positives of each other
     temperature: float | None = None   # initial temperature of the logit scale (default: the preset's)
     dim: int | None = None             # width of the shared token/patch space (default: the preset's)
     text_model: str | None = None      # override the preset's text model (name or folder)
@@ -122,26 +131,70 @@ def _barrier(info: DistInfo) -> None:
 class TrainingItem:
     views: list[np.ndarray]         # normalised (T, 29) angles: [original] or [original, mirrored]
     captions: list[list[str]]       # the captions of each view
+    groups: list[str] | None = None  # per view: a label key shared by takes of one action, else unique
 
 
-def load_splits(options: TrainOptions):
-    """(train items, val items), each only with captioned motions; val from --val or @val."""
+@dataclass
+class Source:
+    spec: str                       # the data spec, without its weight
+    weight: float
+    train: list                     # captioned MotionItems of its training split
+    val: list                       # captioned MotionItems of its validation split
+
+
+def parse_sources(data: str | list[str]) -> list[tuple[str, float]]:
+    """'SPEC' or ['SPEC=WEIGHT', ...] -> [(spec, weight)]; a spec without a weight weighs 1."""
+    sources = []
+    for entry in [data] if isinstance(data, str) else list(data):
+        spec, equals, tail = entry.rpartition("=")
+        try:
+            weight = float(tail) if equals else None
+        except ValueError:
+            weight = None                # an '=' inside the spec itself
+        if weight is None:
+            spec, weight = entry, 1.0
+        if not weight > 0 or not math.isfinite(weight):
+            raise DataError(f"--data {entry!r}: the weight must be a positive number")
+        sources.append((spec, weight))
+    if not sources:
+        raise DataError("no training data: pass --data SPEC")
+    return sources
+
+
+def load_splits(options: TrainOptions) -> list[Source]:
+    """Each --data source's captioned train and val motions (val from --val when given)."""
     from inference_server.data import load_spec, parse_spec
-    dataset = load_spec(options.data, progress=options.progress)
+    val_items = None
     if options.val:
-        train, val = dataset, load_spec(options.val, progress=options.progress)
-    else:
-        if parse_spec(options.data).split:
-            raise DataError(f"data spec {options.data!r} names a split: pass --val for validation")
-        train, val = dataset.split("train"), dataset.split("val")
-    train_items = [item for item in train.items if item.captions]
-    val_items = [item for item in val.items if item.captions]
-    if len(train_items) < 2:
-        raise DataError(f"{train.spec}: {len(train_items)} captioned training motions; need at least 2")
-    if len(val_items) < 2:
-        raise DataError(f"{val.spec}: {len(val_items)} captioned validation motions; need at least 2 "
-                        "(pass --val SPEC)")
-    return train_items, val_items
+        val_items = _captioned(load_spec(options.val, progress=options.progress), "validation", "(pass --val SPEC)")
+    sources = []
+    for spec, weight in parse_sources(options.data):
+        dataset = load_spec(spec, progress=options.progress)
+        if options.val:
+            train = dataset
+        elif parse_spec(spec).split:
+            raise DataError(f"data spec {spec!r} names a split: pass --val for validation")
+        else:
+            train = dataset.split("train")
+        train_items = _captioned(train, "training", "")
+        own_val = val_items if options.val else _captioned(dataset.split("val"), "validation", "(pass --val SPEC)")
+        sources.append(Source(spec, weight, train_items, own_val))
+    return sources
+
+
+def _captioned(dataset, role: str, hint: str) -> list:
+    items = [item for item in dataset.items if item.captions]
+    if len(items) < 2:
+        raise DataError(f"{dataset.spec}: {len(items)} captioned {role} motions; need at least 2 {hint}".rstrip())
+    return items
+
+
+def label_group(item, mirrored: bool) -> str:
+    """Takes of one labelled action share a key (content + style); other motions get their own."""
+    labels = item.labels or {}
+    if "content" not in labels:
+        return f"id:{item.id}"
+    return f"{labels['content']}|{labels.get('style', '')}|{'mirror' if mirrored else 'original'}"
 
 
 def prepare_training(items, mirror_prob: float, stats=None, progress: bool = False):
@@ -155,31 +208,53 @@ def prepare_training(items, mirror_prob: float, stats=None, progress: bool = Fal
     for item in tqdm(items, desc="angles", disable=not progress, file=sys.stderr):
         views = [motion_angles(item.motion)]
         captions = [list(item.captions)]
+        groups = [label_group(item, False)]
         if mirror_prob > 0:
             views.append(motion_angles(item.motion.mirrored()))
             captions.append([mirror_caption(text) for text in item.captions])
-        raw.append((views, captions))
-    stats = stats or AngleStats.compute([view for views, _ in raw for view in views])
-    prepared = [TrainingItem([stats.normalize(view) for view in views], captions) for views, captions in raw]
+            groups.append(label_group(item, True))
+        raw.append((views, captions, groups))
+    stats = stats or AngleStats.compute([view for views, _, _ in raw for view in views])
+    prepared = [TrainingItem([stats.normalize(view) for view in views], captions, groups)
+                for views, captions, groups in raw]
     return prepared, stats
 
 
 def sample_batch(items: list[TrainingItem], indices, rng: np.random.Generator, mirror_prob: float):
-    """One training batch: (angles (B, 224, 29) float32, captions) with random view/caption/crop."""
+    """One training batch: (angles (B, 224, 29) float32, captions, positives (B, B) bool) with
+    random view/caption/crop; positives marks the pairs of samples with one label group."""
     from inference_server.jami import crop_or_pad
-    windows, captions = [], []
+    windows, captions, groups = [], [], []
     for index in indices:
         item = items[index]
         view = 1 if len(item.views) > 1 and rng.random() < mirror_prob else 0
         windows.append(crop_or_pad(item.views[view], rng)[0])
         options = item.captions[view]
         captions.append(options[int(rng.integers(len(options)))])
-    return np.stack(windows), captions
+        groups.append(item.groups[view] if item.groups else f"#{index}")
+    keys = np.array(groups, dtype=object)
+    return np.stack(windows), captions, keys[:, None] == keys[None, :]
 
 
-def epoch_batches(count: int, batch_size: int, seed: int, epoch: int, info: DistInfo) -> list[np.ndarray]:
-    """This process's batches of an epoch: one shared permutation, sharded by rank, equal lengths."""
-    order = np.random.default_rng([seed, epoch]).permutation(count)
+def epoch_order(sizes: list[int], weights: list[float], seed: int, epoch: int) -> np.ndarray:
+    """Indices into the concatenated sources for one epoch: sum(sizes) samples shared out by
+    weight, each source's motions cycled in random order to fill its share, then shuffled."""
+    rng = np.random.default_rng([seed, epoch])
+    total, offsets = sum(sizes), np.cumsum([0, *sizes])
+    shares = np.floor(np.asarray(weights) / sum(weights) * total).astype(int)
+    shares[np.argmax(weights)] += total - shares.sum()
+    picked = []
+    for size, share, offset in zip(sizes, shares, offsets):
+        cycles = [rng.permutation(size) for _ in range(-(-share // size))] or [np.zeros(0, dtype=int)]
+        picked.append(np.concatenate(cycles)[:share] + offset)
+    return rng.permutation(np.concatenate(picked))
+
+
+def epoch_batches(sizes: list[int], weights: list[float], batch_size: int, seed: int, epoch: int,
+                  info: DistInfo) -> list[np.ndarray]:
+    """This process's batches of an epoch: one shared order, sharded by rank, equal lengths."""
+    order = epoch_order(sizes, weights, seed, epoch)
+    count = len(order)
     shard = order[info.rank::info.world][: count // info.world]
     batches = [shard[start:start + batch_size] for start in range(0, len(shard), batch_size)]
     return [batch for batch in batches if len(batch) >= 2]   # InfoNCE needs negatives
@@ -258,6 +333,12 @@ def selection_score(metrics: dict) -> float:
     return 0.5 * (metrics["t2m"]["R@5"] + metrics["m2t"]["R@5"])
 
 
+def validate_sources(model, device, val_sets: dict[str, tuple]) -> tuple[dict, float]:
+    """Metrics of each source's validation set and their mean selection score."""
+    metrics = {name: validate(model, device, *inputs) for name, inputs in val_sets.items()}
+    return metrics, float(np.mean([selection_score(m) for m in metrics.values()]))
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -301,17 +382,19 @@ class Trainer:
     def run(self) -> dict | None:
         options = self.options
         _seed_everything(options.seed + self.info.rank)
-        train_items, val_items = load_splits(options)
+        sources = load_splits(options)
         model, stats = self._model()
+        train_items = [item for source in sources for item in source.train]
         items, stats = prepare_training(train_items, options.mirror_prob, stats,
                                         options.progress and self.info.main)
         model.angle_stats = stats
-        val_inputs, val_captions = validation_inputs(val_items, stats)
+        val_sets = self._val_sets(sources, stats)
         optimizer = build_optimizer(model, options)
         if options.resume:
             load_optimizer(optimizer, self.out / LAST)
         wrapped = self._wrap(model)
-        steps_per_epoch = len(epoch_batches(len(items), options.batch_size, options.seed, 0, self.info))
+        self.mix = ([len(source.train) for source in sources], [source.weight for source in sources])
+        steps_per_epoch = len(epoch_batches(*self.mix, options.batch_size, options.seed, 0, self.info))
         if steps_per_epoch == 0:
             raise DataError(f"{options.data}: too few training motions for batches of 2 or more per process")
         total = steps_per_epoch * options.epochs
@@ -320,28 +403,37 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         for epoch in range(self.state["epoch"], options.epochs):
             log = self._train_epoch(wrapped, model, optimizer, items, epoch, total, warmup)
-            self._end_epoch(model, optimizer, stats, epoch, log, val_inputs, val_captions)
+            self._end_epoch(model, optimizer, stats, epoch, log, val_sets)
         if not self.info.main:
             return None
         return {"checkpoint": str(self.out / BEST), "best_val": self.state["best_val"], "run": str(self.out),
-                "epochs": options.epochs, "train_motions": len(items), "val_motions": len(val_items),
+                "epochs": options.epochs, "train_motions": len(items),
+                "val_motions": sum(len(inputs[1]) for inputs in val_sets.values()),
                 "samples_per_s": self.state.get("samples_per_s"),
                 "final_logit_scale": round(float(model.log_scale.detach().exp()), 3)}
+
+    def _val_sets(self, sources: list[Source], stats) -> dict[str, tuple]:
+        """name -> (inputs, captions): one shared set with --val, else each source's own."""
+        if self.options.val:
+            return {self.options.val: validation_inputs(sources[0].val, stats)}
+        return {source.spec: validation_inputs(source.val, stats) for source in sources}
 
     def _model(self):
         from inference_server.jami import PART_CHANNEL_INDEX
         from inference_server.model.checkpoint import load_model
         from inference_server.model.colbert import MotionColBert
-        from inference_server.model.presets import get_preset
+        from inference_server.model.presets import get_preset, preset_from_dict
         options = self.options
         if options.resume:
             model = load_model(self.out / LAST, self.device).train()
+            model.text.freeze_below(preset_from_dict(model.config.preset).text_trainable_layers)
             return model, model.angle_stats
-        preset = get_preset(options.preset, text_model=options.text_model, dim=options.dim)
+        preset = get_preset(options.preset, text_model=options.text_model, dim=options.dim,
+                            text_trainable_layers=options.text_trainable_layers)
         model = MotionColBert.build(preset, PART_CHANNEL_INDEX, options.pooling, options.pretrained,
                                     options.allow_download, options.mask_punctuation,
                                     options.mlm_weight, options.mlm_captions, options.mask_padding,
-                                    options.temperature)
+                                    options.temperature, options.mask_stopwords)
         return model.to(self.device).train(), None
 
     def _wrap(self, model):
@@ -358,7 +450,7 @@ class Trainer:
         rng = np.random.default_rng([options.seed, epoch, self.info.rank])
         torch.manual_seed(options.seed * 100_003 + epoch * 101 + self.info.rank)
         generator = torch.Generator().manual_seed(options.seed * 7919 + epoch * 13 + self.info.rank)
-        batches = epoch_batches(len(items), options.batch_size, options.seed, epoch, self.info)
+        batches = epoch_batches(*self.mix, options.batch_size, options.seed, epoch, self.info)
         sums, samples, started = {"loss": 0.0, "contrastive": 0.0, "mlm": 0.0}, 0, time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{options.epochs}", file=sys.stderr,
                    disable=not (options.progress and self.info.main))
@@ -381,7 +473,7 @@ class Trainer:
 
     def _step(self, wrapped, model, optimizer, items, indices, rng, generator) -> dict:
         options = self.options
-        angles, captions = sample_batch(items, indices, rng, options.mirror_prob)
+        angles, captions, positives = sample_batch(items, indices, rng, options.mirror_prob)
         tokens = model.text.tokenize(captions)
         device = self.device
         mlm = [None, None, None]
@@ -391,20 +483,22 @@ class Trainer:
             mlm = [masked.to(device), tokens.attention_mask[:count].to(device), labels.to(device)]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = wrapped(torch.from_numpy(angles).to(device), tokens.input_ids.to(device),
-                          tokens.attention_mask.to(device), tokens.valid_mask.to(device), *mlm)
+                          tokens.attention_mask.to(device), tokens.valid_mask.to(device), *mlm,
+                          torch.from_numpy(positives).to(device) if options.label_positives else None)
         out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], options.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return {"loss": float(out["loss"].detach()), "contrastive": float(out["contrastive"]),
                 "mlm": 0.0 if out["mlm"] is None else float(out["mlm"])}
 
-    def _end_epoch(self, model, optimizer, stats, epoch, log, val_inputs, val_captions) -> None:
-        """Rank 0 validates and writes best/ and last/; the others wait."""
+    def _end_epoch(self, model, optimizer, stats, epoch, log, val_sets) -> None:
+        """Rank 0 validates (each source) and writes best/ and last/; the others wait."""
         from inference_server.model.checkpoint import save_checkpoint
         if self.info.main:
-            metrics = validate(model, self.device, val_inputs, val_captions)
-            score = selection_score(metrics)
+            per_source, score = validate_sources(model, self.device, val_sets)
+            # one source: its metrics as they are; several: {spec: metrics}
+            metrics = next(iter(per_source.values())) if len(per_source) == 1 else per_source
             improved = score > self.state["best_score"]
             self.state.update(epoch=epoch + 1, samples_per_s=log["samples_per_s"])
             training = self._training_record(epoch, metrics)
@@ -443,7 +537,10 @@ def train(options: TrainOptions) -> dict | None:
 
 def options_from_args(args) -> TrainOptions:
     names = {f.name for f in fields(TrainOptions)}
-    return TrainOptions(**{key: value for key, value in vars(args).items() if key in names})
+    values = {key: value for key, value in vars(args).items() if key in names}
+    if isinstance(values.get("data"), list) and len(values["data"]) == 1:
+        values["data"] = values["data"][0]
+    return TrainOptions(**values)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,3 +72,10 @@ def test_no_valid_token_scores_zero_not_nan():
     queries, docs = _unit(1, 3, 8, seed=12), _unit(2, 5, 8, seed=13)
     scores = maxsim_scores(queries, docs, torch.zeros(1, 3, dtype=torch.bool))
     assert torch.equal(scores, torch.zeros(1, 2))
+
+
+def test_hybrid_is_the_mean_of_maxsim_and_global():
+    queries, docs = _unit(3, 5, 8, seed=1), _unit(4, 196, 8, seed=2)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    expected = 0.5 * (maxsim_scores(queries, docs, mask) + global_scores(queries, docs, mask))
+    assert torch.allclose(pooled_scores(queries, docs, mask, "hybrid"), expected)

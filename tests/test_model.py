@@ -38,6 +38,43 @@ def test_punctuation_can_be_masked():
     assert model.text.tokenize(["jump, then sit."]).tokens == [["jump", "then", "sit"]]
 
 
+def test_stop_words_can_be_masked_but_side_and_order_words_stay():
+    torch.manual_seed(0)
+    model = MotionColBert.build(get_preset("test"), PART_CHANNEL_INDEX, mask_stopwords=True)
+    batch = model.text.tokenize(["A person waves with the left hand, then the man walks back.", "the person"])
+    assert batch.tokens[0] == ["waves", "left", "hand", ",", "then", "walks", "back", "."]
+    assert batch.tokens[1] == ["the", "person"]     # nothing but stop words: they are kept
+    # a stop word that is only the start of a longer word (a word piece) is kept
+    pieces = model.text.tokenizer.tokenize("someoneish")
+    assert len(pieces) > 1 and model.text.tokenize(["someoneish"]).tokens == [pieces]
+
+
+def test_multi_positive_loss_does_not_push_same_label_takes_apart():
+    from inference_server.model.loss import contrastive_loss
+    log_scale = torch.tensor(0.0)
+    # texts 0 and 1 describe two takes of one action: both score both motions equally
+    scores = torch.tensor([[0.9, 0.9, 0.1], [0.9, 0.9, 0.1], [0.1, 0.1, 0.9]])
+    positives = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    single = contrastive_loss(scores, log_scale)
+    multi = contrastive_loss(scores, log_scale, positives)
+    # the plain loss pushes the two takes apart; the multi-positive one counts both as correct
+    expected = -torch.log_softmax(scores, 1).diagonal().mean()
+    assert single == pytest.approx(float(expected))
+    assert multi < single
+    assert contrastive_loss(scores, log_scale, torch.eye(3, dtype=torch.bool)) == pytest.approx(float(single))
+
+
+def test_freezing_the_lower_text_layers_leaves_only_the_top_trainable():
+    torch.manual_seed(0)
+    model = MotionColBert.build(get_preset("test", text_trainable_layers=2), PART_CHANNEL_INDEX)
+    layers = model.text.mlm.base_model.encoder.layer
+    assert not any(p.requires_grad for p in model.text.mlm.base_model.embeddings.parameters())
+    assert not any(p.requires_grad for layer in layers[:-2] for p in layer.parameters())
+    assert all(p.requires_grad for layer in layers[-2:] for p in layer.parameters())
+    names = [name for name, _ in model.param_groups()["text"]]
+    assert names and not any(".embeddings." in name or ".layer.0." in name for name in names)
+
+
 @torch.no_grad()
 def test_special_and_padding_positions_do_not_change_scores(model):
     model.eval()

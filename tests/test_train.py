@@ -12,12 +12,12 @@ import argparse
 
 from inference_server.cli import train as train_cli
 from inference_server.data import load_spec
-from inference_server.errors import T2MError
+from inference_server.errors import DataError, T2MError
 from inference_server.evaluate import score_items
 from inference_server.metrics import retrieval_metrics
 from inference_server.retriever import Retriever
-from inference_server.train import (DistInfo, TrainOptions, epoch_batches, load_optimizer, lr_factor,
-                                    save_optimizer, train)
+from inference_server.train import (DistInfo, TrainOptions, epoch_batches, epoch_order, load_optimizer, lr_factor,
+                                    parse_sources, save_optimizer, train)
 
 torch.set_num_threads(1)  # on a shared 2-core machine 2 threads spin-wait: 1 is faster and steadier
 DATA = "synthetic:64:0"
@@ -31,11 +31,30 @@ def test_schedule_warms_up_then_decays_to_zero():
 
 
 def test_epoch_batches_shard_one_permutation():
-    single = np.concatenate(epoch_batches(20, 4, seed=1, epoch=0, info=DistInfo()))
+    single = np.concatenate(epoch_batches([20], [1.0], 4, seed=1, epoch=0, info=DistInfo()))
     assert sorted(single.tolist()) == list(range(20))
-    shards = [np.concatenate(epoch_batches(20, 4, 1, 0, DistInfo(rank, 2))) for rank in (0, 1)]
+    shards = [np.concatenate(epoch_batches([20], [1.0], 4, 1, 0, DistInfo(rank, 2))) for rank in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 10 and not set(shards[0]) & set(shards[1])
-    assert not np.array_equal(single, np.concatenate(epoch_batches(20, 4, 1, 1, DistInfo())))
+    assert not np.array_equal(single, np.concatenate(epoch_batches([20], [1.0], 4, 1, 1, DistInfo())))
+
+
+def test_epoch_shares_samples_between_sources_by_weight():
+    # 10 motions in source A (weight 3), 30 in B (weight 1): 40 samples, 30 of them from A
+    order = epoch_order([10, 30], [3.0, 1.0], seed=0, epoch=0)
+    assert len(order) == 40
+    from_a = order[order < 10]
+    assert len(from_a) == 30 and set(from_a.tolist()) == set(range(10))   # A cycled 3 times
+    assert np.bincount(from_a).tolist() == [3] * 10
+    from_b = order[order >= 10]
+    assert len(from_b) == 10 and len(set(from_b.tolist())) == 10         # B: 10 distinct of 30
+
+
+def test_data_sources_parse_weights():
+    assert parse_sources("synthetic:10") == [("synthetic:10", 1.0)]
+    assert parse_sources(["bandai:/d=2", "synthetic:5:0:rich=0.5", "bvh:/a=b"]) == \
+        [("bandai:/d", 2.0), ("synthetic:5:0:rich", 0.5), ("bvh:/a=b", 1.0)]
+    with pytest.raises(DataError, match="positive"):
+        parse_sources(["synthetic:10=0"])
 
 
 def test_optimizer_state_round_trips_without_pickle(tmp_path):
@@ -138,4 +157,24 @@ def test_ddp_two_gloo_processes(tmp_path):
     config = json.loads((run / "last" / "config.json").read_text())
     assert config["training"]["world_size"] == 2
     # each process takes half of every epoch: 2 steps of 8 for ~32 training motions
-    assert state["step"] == len(epoch_batches(result["train_motions"], 8, 0, 0, DistInfo(0, 2)))
+    assert state["step"] == len(epoch_batches([result["train_motions"]], [1.0], 8, 0, 0, DistInfo(0, 2)))
+
+
+@pytest.mark.slow
+def test_a_weighted_mix_validates_each_source_and_keeps_frozen_layers(tmp_path):
+    from inference_server.model.checkpoint import create_checkpoint, load_model
+    sources = ["synthetic:40:0=1", "synthetic:40:3:rich=2"]
+    result = train(TrainOptions(data=sources, out=str(tmp_path / "run"), preset="test", epochs=1, batch_size=8,
+                                pooling="hybrid", mask_stopwords=True, text_trainable_layers=1, progress=False))
+    log = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert set(log["val"]) == {"synthetic:40:0", "synthetic:40:3:rich"}
+    assert log["val_score"] == pytest.approx(np.mean([0.5 * (m["t2m"]["R@5"] + m["m2t"]["R@5"])
+                                                      for m in log["val"].values()]))
+    assert set(result["best_val"]) == set(log["val"])
+    trained = load_model(tmp_path / "run" / "last")
+    assert trained.pooling == "hybrid" and trained.config.mask_stopwords
+    fresh = load_model(create_checkpoint(tmp_path / "fresh", preset="test"))
+    layers = trained.text.mlm.base_model.encoder.layer
+    fresh_layers = fresh.text.mlm.base_model.encoder.layer
+    assert torch.equal(layers[0].attention.self.query.weight, fresh_layers[0].attention.self.query.weight)
+    assert not torch.equal(layers[-1].attention.self.query.weight, fresh_layers[-1].attention.self.query.weight)

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from inference_server.cli import CliError, add_json_flag
+from inference_server.maxsim import POOLINGS
 from inference_server.model.presets import PRESETS
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -18,13 +19,16 @@ def register(subparsers) -> None:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The training options (shared with `python -m inference_server.train` for torchrun)."""
-    parser.add_argument("--data", required=True, metavar="SPEC", help="training data spec (trains on its @train split "
-                        "and validates on @val unless --val is given)")
+    parser.add_argument("--data", required=True, action="append", metavar="SPEC[=WEIGHT]",
+                        help="training data spec (trains on its @train split and validates on @val unless --val "
+                        "is given); repeat it for a mix sampled by weight (default weight 1), e.g. "
+                        "--data bandai:DIR=2 --data synthetic:4000:0:rich=1")
     parser.add_argument("--out", required=True, metavar="RUN", help="run folder: best/, last/, metrics.jsonl")
     parser.add_argument("--val", metavar="SPEC", help="validation data spec (default: the @val split of --data)")
     parser.add_argument("--preset", choices=list(PRESETS), default="tiny", help="model size (default tiny)")
-    parser.add_argument("--pooling", choices=("maxsim", "global"), default="maxsim",
-                        help="token-patch MaxSim (the method) or the global-pooling baseline")
+    parser.add_argument("--pooling", choices=POOLINGS, default="maxsim",
+                        help="token-patch MaxSim (the method), the global-pooling baseline, or hybrid "
+                        "(their mean; MaxSim's alignments)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     parser.add_argument("--batch-size", type=int, help="motions per step and process (default: the preset's)")
     parser.add_argument("--lr-motion", type=float, help="learning rate of the motion encoder")
@@ -40,6 +44,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlm-weight", type=float, default=0.2, help="weight of the masked-LM loss (0: off)")
     parser.add_argument("--mlm-captions", type=int, default=16, help="captions per batch used by the MLM loss")
     parser.add_argument("--mask-punctuation", action="store_true", help="punctuation tokens do not count in scores")
+    parser.add_argument("--mask-stopwords", action="store_true",
+                        help="stop words (a, the, person, with, ...) do not count in scores")
+    parser.add_argument("--text-trainable-layers", type=int, metavar="N",
+                        help="train only the top N text-encoder layers (default: the preset's; all)")
+    parser.add_argument("--no-label-positives", dest="label_positives", action="store_false",
+                        help="treat other takes of the same labelled action in a batch as negatives")
     parser.add_argument("--no-mask-padding", dest="mask_padding", action="store_false",
                         help="let words match the zero-padded windows of short clips too (the paper's way)")
     parser.add_argument("--text-model", help="Hugging Face masked-LM name or folder instead of the preset's")

@@ -90,7 +90,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> MotionCo
         model_config = ModelConfig(**config["model"])
         preset = preset_from_dict(model_config.preset)
         text = TextEncoder.from_saved_config(config["text_config"], path, max_tokens=preset.max_text_tokens,
-                                             mask_punctuation=model_config.mask_punctuation)
+                                             mask_punctuation=model_config.mask_punctuation,
+                                             mask_stopwords=model_config.mask_stopwords)
         motion = MotionEncoder(preset.vit, model_config.part_channels, preset.vit_overrides, preset.drop_path)
         model = MotionColBert(text, motion, model_config)
         stats = AngleStats.from_dict(config["angle_stats"])

@@ -31,6 +31,8 @@ class ModelConfig:
     # Initial temperature of the learnable logit scale. Adam moves the log scale by at most about
     # lr per step, so on short budgets the temperature stays near where it starts.
     temperature: float = DEFAULT_TEMPERATURE
+    # Stop words ("a", "the", "person", "with", ...) do not count in the score (text.STOP_WORDS).
+    mask_stopwords: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,14 +58,17 @@ class MotionColBert(nn.Module):
     def build(cls, preset: Preset, part_channels: list[list[int]], pooling: str = "maxsim",
               pretrained: bool | str = False, allow_download: bool = False, mask_punctuation: bool = False,
               mlm_weight: float = 0.2, mlm_captions: int = 16, mask_padding: bool = True,
-              temperature: float = DEFAULT_TEMPERATURE) -> "MotionColBert":
-        """A fresh model: the text model's own weights (always), ViT weights only if `pretrained`."""
+              temperature: float = DEFAULT_TEMPERATURE, mask_stopwords: bool = False) -> "MotionColBert":
+        """A fresh model: the text model's own weights (always), ViT weights only if `pretrained`;
+        the text layers below the preset's `text_trainable_layers` frozen."""
         text = TextEncoder.pretrained(preset.text_model, allow_download=allow_download,
-                                      max_tokens=preset.max_text_tokens, mask_punctuation=mask_punctuation)
+                                      max_tokens=preset.max_text_tokens, mask_punctuation=mask_punctuation,
+                                      mask_stopwords=mask_stopwords)
+        text.freeze_below(preset.text_trainable_layers)
         motion = MotionEncoder(preset.vit, part_channels, preset.vit_overrides, preset.drop_path,
                                pretrained=pretrained, pretrained_tag=preset.vit_pretrained_tag)
         config = ModelConfig(preset.to_dict(), part_channels, pooling, mask_punctuation, mlm_weight, mlm_captions,
-                             mask_padding=mask_padding, temperature=temperature)
+                             mask_padding=mask_padding, temperature=temperature, mask_stopwords=mask_stopwords)
         return cls(text, motion, config)
 
     @property
@@ -88,11 +93,12 @@ class MotionColBert(nn.Module):
             return pooled_scores(text.float(), motion.float(), valid_mask, self.pooling)
 
     def forward(self, angles, input_ids, attention_mask, valid_mask,
-                mlm_input_ids=None, mlm_attention_mask=None, mlm_labels=None) -> dict:
-        """One training step's losses; everything goes through forward so DDP sees all parameters."""
+                mlm_input_ids=None, mlm_attention_mask=None, mlm_labels=None, positives=None) -> dict:
+        """One training step's losses; everything goes through forward so DDP sees all parameters.
+        `positives` (B, B) bool: pairs that match besides the diagonal (see contrastive_loss)."""
         text = self.encode_text(input_ids, attention_mask)
         motion = self.encode_motion(angles)
-        contrastive = contrastive_loss(self.scores(text, valid_mask, motion), self.log_scale)
+        contrastive = contrastive_loss(self.scores(text, valid_mask, motion), self.log_scale, positives)
         mlm = None
         if mlm_input_ids is not None and self.config.mlm_weight > 0:
             mlm = self.text.mlm_loss(mlm_input_ids, mlm_attention_mask, mlm_labels)
@@ -101,9 +107,11 @@ class MotionColBert(nn.Module):
                 "mlm": None if mlm is None else mlm.detach()}
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """Named parameters by learning-rate group: motion encoder, text encoder, heads."""
+        """Trainable named parameters by learning-rate group: motion encoder, text encoder, heads."""
         groups = {"motion": [], "text": [], "heads": []}
         for name, param in self.named_parameters():
+            if not param.requires_grad:   # frozen text layers
+                continue
             key = "motion" if name.startswith("motion.") else "text" if name.startswith("text.") else "heads"
             groups[key].append((name, param))
         return groups

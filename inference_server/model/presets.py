@@ -31,6 +31,7 @@ class Preset:
     lr_heads: float = 1e-4
     temperature: float = DEFAULT_TEMPERATURE
     vit_pretrained_tag: str | None = None   # timm weights used only with an explicit `pretrained`
+    text_trainable_layers: int | None = None  # train only the top N text layers (None: all)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,7 +2,8 @@
 
 The scoring uses the base model's last hidden states; the MLM head is used only by the
 auxiliary masked-language-model loss. [CLS], [SEP] and padding never count as tokens
-(the tokenizer's special-tokens mask says which are special), punctuation optionally not.
+(the tokenizer's special-tokens mask says which are special); punctuation and stop words
+optionally not.
 """
 from __future__ import annotations
 
@@ -48,6 +49,20 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+# Words that say nothing about how a body moves. MaxSim averages every scored word's best
+# patch, so with them a caption's score is mostly sentence context leaking into "a" and
+# "the" (measured on the earlier default); without them each remaining word has to find
+# its own body part and time. Side, direction, count and order words are not here.
+STOP_WORDS = frozenset("""
+a an the this that these those some any
+person someone somebody human man woman guy lady figure people character actor he she they it
+his her their its him them one who which
+is are was were be been being am does do did has have had
+with of to at by as in on for from into onto
+and or but also just very really
+""".split())
+
+
 def resolve_text_model(name: str) -> str:
     """'minilm' -> the packaged MiniLM folder; other names are paths or hub names."""
     if name == MINILM:
@@ -64,12 +79,14 @@ def is_punctuation(token: str) -> bool:
 class TextEncoder(nn.Module):
     """A masked-LM plus its tokenizer; forward gives (B, L, hidden) token states."""
 
-    def __init__(self, mlm_model, tokenizer, max_tokens: int = 64, mask_punctuation: bool = False):
+    def __init__(self, mlm_model, tokenizer, max_tokens: int = 64, mask_punctuation: bool = False,
+                 mask_stopwords: bool = False):
         super().__init__()
         self.mlm = mlm_model
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.mask_punctuation = mask_punctuation
+        self.mask_stopwords = mask_stopwords
 
     @classmethod
     def pretrained(cls, name: str, allow_download: bool = False, **kwargs) -> "TextEncoder":
@@ -116,8 +133,24 @@ class TextEncoder(nn.Module):
         if self.mask_punctuation:
             punct = torch.tensor([[is_punctuation(p) for p in row] for row in pieces], dtype=torch.bool)
             valid &= ~punct
+        if self.mask_stopwords:
+            valid = _without_stop_words(pieces, valid)
         tokens = [[p for p, keep in zip(row, mask) if keep] for row, mask in zip(pieces, valid.tolist())]
         return TokenBatch(encoded["input_ids"], attention, valid, special, tokens)
+
+    def freeze_below(self, trainable_layers: int | None) -> None:
+        """Train only the top `trainable_layers` transformer layers (None: everything).
+
+        The embeddings and the lower layers keep the pretrained weights: on a CPU their
+        backward pass and optimizer state cost as much as a small ViT's, and the word
+        pieces' meaning is what the pretrained model brings."""
+        if trainable_layers is None:
+            return
+        layers = _encoder_layers(self.mlm.base_model)
+        frozen = [self.mlm.base_model.embeddings, *layers[:max(0, len(layers) - trainable_layers)]]
+        for module in frozen:
+            for param in module.parameters():
+                param.requires_grad_(False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -164,3 +197,27 @@ class TextEncoder(nn.Module):
         random_ids = torch.randint(len(self.tokenizer), input_ids.shape, generator=generator).to(device)
         masked[to_random] = random_ids[to_random]
         return masked, labels
+
+
+def _without_stop_words(pieces: list[list[str]], valid: torch.Tensor) -> torch.Tensor:
+    """valid minus the whole-word pieces in STOP_WORDS; a text made only of stop words keeps them."""
+    keep = valid.clone()
+    for row, row_pieces in enumerate(pieces):
+        for col, piece in enumerate(row_pieces):
+            whole_word = col + 1 >= len(row_pieces) or not row_pieces[col + 1].startswith("##")
+            if keep[row, col] and whole_word and piece.lower() in STOP_WORDS:
+                keep[row, col] = False
+        if not keep[row].any():
+            keep[row] = valid[row]
+    return keep
+
+
+def _encoder_layers(base_model) -> list[nn.Module]:
+    """The transformer layers of a BERT/RoBERTa-like (encoder.layer) or DistilBERT-like model."""
+    for path in ("encoder.layer", "transformer.layer"):
+        module = base_model
+        for name in path.split("."):
+            module = getattr(module, name, None)
+        if module is not None:
+            return list(module)
+    raise ModelError(f"cannot find the transformer layers of {type(base_model).__name__} to freeze")
