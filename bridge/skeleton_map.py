@@ -199,7 +199,8 @@ def _common_prefix(names: list[str]) -> str:
         text = re.split(r"[:|]", name)[-1]
         for match in re.finditer(r"[_ .\-]", text):
             counts[text[:match.end()]] = counts.get(text[:match.end()], 0) + 1
-    good = [prefix for prefix, count in counts.items() if count >= 0.6 * len(names) and len(names) >= 4]
+    good = [prefix for prefix, count in counts.items() if count >= 0.6 * len(names) and len(names) >= 4
+            and not prefix.upper().startswith(("ORG", "MCH"))]  # those mark bones to ignore
     return max(good, key=len, default="")
 
 
