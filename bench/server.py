@@ -18,6 +18,19 @@ The library is synthetic:N plus three 10 s clips; the model is an untrained chec
 the given preset (speed does not depend on training) unless --model/--index are given.
 4. One call of every op (info, search, explain, motion, describe, similar), timed: a smoke
    check of the whole path on the chosen device.
+
+Robustness (issue 16; `--only robustness` runs just these, into server_robustness.json):
+5. Slow ops vs search: search p50/p99 of one client while another client keeps sending
+   slow ops (similar, describe of a long clip, explain), against the search p50 of the
+   same client with the server idle; and 8 clients mixing search, motion, explain,
+   describe and similar (0 lost; target: search p99 <= 3x the idle p50).
+6. Start-up: a describe (answered `busy` while the caption bank embeds) then a search sent
+   1 s after `t2m serve` logs that it listens; target: the search answered within 2 s.
+7. Pipelined: one client sends 20,000 requests before reading any reply; every request
+   must get a reply (`ok` or `busy`).
+8. Fuzz: hostile messages of many kinds (lone surrogates, deep JSON, lying array
+   headers, absurd fps and shapes, ...); 0 lost, 0 `internal`, server RSS growth, and
+   the same search answer after each round.
 """
 from __future__ import annotations
 
@@ -205,6 +218,345 @@ def bench_every_op(address: str) -> dict:
     return timings
 
 
+# ---------------------------------------------------------------- robustness (issue 16)
+
+SLOW_OPS = ("similar", "describe", "explain")
+
+
+def bench_idle_search(address: str, repeats: int) -> dict:
+    from bridge.client import Client
+
+    with Client(address, timeout=60) as client:
+        return stats_ms(timed(lambda i: client.call("search", {"text": QUERIES[i % len(QUERIES)], "k": 10}), repeats))
+
+
+def _slow_request(client, index_ids: list[str], i: int, long_clip: np.ndarray):
+    op = SLOW_OPS[i % len(SLOW_OPS)]
+    motion_id = index_ids[i % len(index_ids)]
+    if op == "similar":
+        return client.send("similar", {"motion_id": motion_id, "k": 10})
+    if op == "describe":
+        return client.send("describe", {"fps": 20.0, "k": 5}, {"positions": long_clip})
+    return client.send("explain", {"text": QUERIES[i % len(QUERIES)], "motion_id": motion_id})
+
+
+def bench_search_under_slow_ops(address: str, index_ids: list[str], seconds: float, slow_clients: int = 1,
+                                in_flight: int = 4) -> dict:
+    """Search latency of one client while `slow_clients` clients keep `in_flight` slow ops each pending."""
+    from bridge.client import Client
+
+    stop = threading.Event()
+    long_clip = np.zeros((600, 22, 3), np.float32)  # 30 s at 20 fps
+    long_clip[:, :, 1] = np.linspace(0, 1.7, 22)[None]
+    counts = {"sent": 0, "ok": 0, "busy": 0, "other": 0, "lost": 0}
+    lock = threading.Lock()
+
+    def slow_worker(slot: int):
+        with Client(address, timeout=120, retries=0) as client:
+            pending, i = set(), slot
+            while not stop.is_set() or pending:
+                while not stop.is_set() and len(pending) < in_flight:
+                    pending.add(_slow_request(client, index_ids, i, long_clip))
+                    i += 1
+                    with lock:
+                        counts["sent"] += 1
+                for request_id, reply in client.poll(0.2):
+                    pending.discard(request_id)
+                    key = "ok" if reply.ok else ("busy" if reply.error_code == "busy" else "other")
+                    if reply.error_code == "unreachable":
+                        key = "lost"
+                    with lock:
+                        counts[key] += 1
+
+    workers = [threading.Thread(target=slow_worker, args=(slot,)) for slot in range(slow_clients)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)  # the slow ops are in flight
+    latencies, busy = [], 0
+    from bridge.protocol import RemoteError
+    with Client(address, timeout=60) as client:
+        deadline = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                client.call("search", {"text": QUERIES[i % len(QUERIES)], "k": 10})
+                latencies.append(time.perf_counter() - started)
+            except RemoteError as error:
+                busy += error.code == "busy"
+            i += 1
+    stop.set()
+    for worker in workers:
+        worker.join()
+    return {"slow_clients": slow_clients, "slow_in_flight_each": in_flight, "search": stats_ms(latencies),
+            "search_busy": busy, "slow_ops": counts}
+
+
+def bench_mixed_clients(address: str, index_ids: list[str], clients: int, requests: int) -> dict:
+    """`clients` clients, each pipelining `requests` mixed requests (search, motion, explain,
+    describe, similar), 8 at a time; counts replies per code and search latency."""
+    from bridge.client import Client
+
+    long_clip = np.zeros((200, 22, 3), np.float32)
+    results = []
+    lock = threading.Lock()
+
+    def worker(slot: int):
+        ops = ("search", "motion", "search", "explain", "search", "describe", "search", "similar")
+        codes, search_times, sent_at = {}, [], {}
+        with Client(address, timeout=120, retries=0) as client:
+            pending, i = {}, 0
+            while i < requests or pending:
+                while i < requests and len(pending) < 8:
+                    op = ops[(i + slot) % len(ops)]
+                    motion_id = index_ids[(i * 7 + slot) % len(index_ids)]
+                    if op == "search":
+                        request_id = client.send("search", {"text": QUERIES[i % len(QUERIES)], "k": 10})
+                    elif op == "motion":
+                        request_id = client.send("motion", {"motion_id": motion_id})
+                    elif op == "describe":
+                        request_id = client.send("describe", {"fps": 20.0}, {"positions": long_clip})
+                    elif op == "explain":
+                        request_id = client.send("explain", {"text": QUERIES[i % len(QUERIES)], "motion_id": motion_id})
+                    else:
+                        request_id = client.send("similar", {"motion_id": motion_id, "k": 10})
+                    pending[request_id] = op
+                    sent_at[request_id] = time.perf_counter()
+                    i += 1
+                for request_id, reply in client.poll(0.2):
+                    op = pending.pop(request_id, None)
+                    if op is None:
+                        continue
+                    code = "ok" if reply.ok else reply.error_code
+                    codes[code] = codes.get(code, 0) + 1
+                    if op == "search" and reply.ok:
+                        search_times.append(time.perf_counter() - sent_at[request_id])
+        with lock:
+            results.append((codes, search_times))
+
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    codes: dict = {}
+    for client_codes, _ in results:
+        for code, count in client_codes.items():
+            codes[code] = codes.get(code, 0) + count
+    search_times = [t for _, times in results for t in times]
+    return {"clients": clients, "requests": clients * requests, "replies": codes,
+            "lost": clients * requests - sum(codes.values()) + codes.get("unreachable", 0),
+            "search_latency": stats_ms(search_times) if search_times else None,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def bench_pipelined(address: str, count: int) -> dict:
+    """One raw DEALER sends `count` searches before reading any reply, then reads them all."""
+    import zmq
+
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.connect(address)
+    started = time.perf_counter()
+    for number in range(count):
+        sock.send(json.dumps({"v": 1, "id": f"p{number}", "op": "search",
+                              "args": {"text": QUERIES[number % len(QUERIES)], "k": 5}}).encode())
+    sent = time.perf_counter() - started
+    seen, codes = set(), {}
+    deadline = time.monotonic() + 600
+    while len(seen) < count and time.monotonic() < deadline:
+        if sock.poll(5000):
+            reply = json.loads(sock.recv_multipart()[0])
+            seen.add(reply["id"])
+            code = "ok" if reply["ok"] else reply["error"]["code"]
+            codes[code] = codes.get(code, 0) + 1
+        else:
+            break
+    sock.close()
+    context.term()
+    return {"requests": count, "replies": codes, "lost": count - len(seen), "send_seconds": round(sent, 2),
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def hostile_messages(rng: np.random.Generator) -> list[tuple[str, list[bytes]]]:
+    """One message of each kind (a fresh random variant each call)."""
+    def h(**fields) -> bytes:
+        return json.dumps({"v": 1, "id": f"f{int(rng.integers(1 << 30))}", "op": "info", "args": {}, **fields}).encode()
+
+    describe = [{"name": "positions", "dtype": "float32", "shape": [30, 22, 3]}]
+    return [
+        ("random bytes", [rng.bytes(int(rng.integers(1, 400)))]),
+        ("random frames", [rng.bytes(int(rng.integers(1, 50))) for _ in range(int(rng.integers(2, 5)))]),
+        ("empty frame", [b""]),
+        ("json array", [b"[1, 2, 3]"]),
+        ("json string", [b'"hello"']),
+        ("id not a string", [json.dumps({"v": 1, "id": 7, "op": "info"}).encode()]),
+        ("lone surrogate id", [b'{"v": 1, "id": "\ud800", "op": "info", "args": {}}']),
+        ("surrogate in text", [b'{"v": 1, "id": "s", "op": "search", "args": {"text": "a \udfff walk"}}']),
+        ("deep json", [b'{"v": 1, "id": "d", "op": "info", "args": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"]),
+        ("nested args 100", [h(args={"text": json.loads("[" * 100 + "]" * 100)}, op="search")]),
+        ("huge int k", [b'{"v": 1, "id": "k", "op": "search", "args": {"text": "a", "k": ' + b"9" * 5000 + b"}}"]),
+        ("wrong version", [h(v=int(rng.integers(2, 99)))]),
+        ("unknown op", [h(op="format_disk")]),
+        ("op not a string", [h(op=["search"])]),
+        ("args not an object", [h(args="k=3")]),
+        ("missing text", [h(op="search")]),
+        ("text too long", [h(op="search", args={"text": "w" * 5000})]),
+        ("k out of range", [h(op="search", args={"text": "a walk", "k": int(rng.integers(101, 10 ** 9))})]),
+        ("unknown motion", [h(op="motion", args={"motion_id": "nope"})]),
+        ("motion id not a string", [h(op="similar", args={"motion_id": {"a": 1}})]),
+        ("array frame too short", [h(op="describe", args={"fps": 20}, arrays=describe), b"\0" * 100]),
+        ("array described, absent", [h(op="describe", args={"fps": 20}, arrays=describe)]),
+        ("lying shape [0, 2**63]", [h(op="describe", args={"fps": 20},
+                                      arrays=[{"name": "positions", "dtype": "float32", "shape": [0, 2 ** 63]}]), b""]),
+        ("negative shape", [h(arrays=[{"name": "a", "dtype": "uint8", "shape": [-1]}]), b""]),
+        ("unknown dtype", [h(arrays=[{"name": "a", "dtype": "object", "shape": [1]}]), b"\0" * 8]),
+        ("fps 0.001", [h(op="describe", args={"fps": 0.001}, arrays=describe), bytes(30 * 66 * 4)]),
+        ("fps 1e-300", [h(op="describe", args={"fps": 1e-300}, arrays=describe), bytes(30 * 66 * 4)]),
+        ("fps NaN-like string", [h(op="describe", args={"fps": "NaN"}, arrays=describe), bytes(30 * 66 * 4)]),
+        ("NaN positions", [h(op="describe", args={"fps": 20}, arrays=describe),
+                           np.full((30, 22, 3), np.nan, np.float32).tobytes()]),
+        ("describe both id and positions", [h(op="describe", args={"fps": 20, "motion_id": "x"}, arrays=describe),
+                                            bytes(30 * 66 * 4)]),
+        ("too many arrays", [h(arrays=[{"name": f"a{i}", "dtype": "uint8", "shape": [1]} for i in range(20)]),
+                             *[b"\0"] * 20]),
+        ("header over 256 KB", [h(op="search", args={"text": "a" * 300_000})]),
+        ("cut json", [b'{"v": 1, "id": "cut", "op": "sea']),
+        ("invalid utf-8", [b'{"v": 1, "id": "\xff\xfe", "op": "info"}']),
+    ]
+
+
+def bench_fuzz(address: str, pid: int, messages: int, check_every: int = 1000) -> dict:
+    """Send `messages` hostile messages (all kinds in turn), one reply expected each."""
+    import zmq
+
+    from bridge.client import Client
+
+    rng = np.random.default_rng(16)
+    kinds = [name for name, _ in hostile_messages(rng)]
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    codes: dict = {}
+    lost, checks, internal = 0, [], []
+    with Client(address, timeout=60) as client:
+        reference, _ = client.call("search", {"text": QUERIES[0], "k": 5})
+        rss_start = _rss_mb(pid)
+        started = time.perf_counter()
+        for number in range(messages):
+            name, frames = hostile_messages(rng)[number % len(kinds)]
+            sock.send_multipart(frames)
+            if not sock.poll(30_000):
+                lost += 1
+                continue
+            reply = json.loads(sock.recv_multipart()[0])
+            code = "ok" if reply["ok"] else reply["error"]["code"]
+            codes[code] = codes.get(code, 0) + 1
+            if code == "internal":
+                internal.append(name)
+            if (number + 1) % check_every == 0:
+                again, _ = client.call("search", {"text": QUERIES[0], "k": 5})
+                checks.append(again["results"] == reference["results"])
+        seconds = time.perf_counter() - started
+        rss_end = _rss_mb(pid)
+    sock.close()
+    context.term()
+    return {"messages": messages, "kinds": len(kinds), "replies": codes, "lost": lost,
+            "internal_kinds": sorted(set(internal)), "same_search_after_each_1000": all(checks),
+            "checks": len(checks), "server_rss_mb": {"start": round(rss_start, 1), "end": round(rss_end, 1),
+                                                     "growth": round(rss_end - rss_start, 1)},
+            "seconds": round(seconds, 1)}
+
+
+def bench_startup(model: Path, index: Path, device: str, threads: int, log_path: Path) -> dict:
+    """A describe, then a search, sent 1 s after `t2m serve` logs that it listens."""
+    from bridge.client import Client
+    from bridge.protocol import RemoteError
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    command = [sys.executable, "-m", "inference_server", "serve", "--index", str(index), "--model", str(model),
+               "--bind", address, "--device", device]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while "listening on" not in log_path.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"t2m serve did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.02)
+        time.sleep(1.0)
+        with Client(address, timeout=30, retries=0) as client:
+            ready = client.call("info")[0].get("ready", {})
+            started = time.perf_counter()
+            describe_code = "ok"
+            try:
+                found, _ = client.call("search", {"text": QUERIES[0], "k": 1})
+                motion_id = found["results"][0]["motion_id"]
+                client.call("describe", {"motion_id": motion_id})
+            except RemoteError as error:
+                describe_code = error.code
+            describe_s = time.perf_counter() - started
+            started = time.perf_counter()
+            client.call("search", {"text": QUERIES[1], "k": 10})
+            search_s = time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(30)
+    return {"describe_ready_at_1s": ready.get("describe"), "describe_code": describe_code,
+            "describe_seconds": round(describe_s, 3), "search_seconds": round(search_s, 3)}
+
+
+def run_robustness(model: Path, index: Path, engine, args, folder: Path) -> dict:
+    index_ids = engine.index.ids
+    startup = bench_startup(model, index, args.device, args.threads, folder / "startup.log")
+    server, address = start_server(model, index, args.device, args.threads, folder / "serve.log")
+    try:
+        from bridge.client import Client
+
+        with Client(address, timeout=600) as client:  # the caption bank, for describe
+            while not client.call("info")[0].get("ready", {}).get("describe", True):
+                time.sleep(0.5)
+        idle = bench_idle_search(address, args.repeats)
+        under_slow = bench_search_under_slow_ops(address, index_ids, args.seconds * 3, slow_clients=1)
+        mixed = bench_mixed_clients(address, index_ids, clients=8, requests=args.mixed_requests)
+        pipelined = bench_pipelined(address, args.pipelined)
+        fuzz = bench_fuzz(address, server.pid, args.fuzz)
+    finally:
+        server.terminate()
+        server.wait(30)
+    idle_p50 = idle["p50_ms"]
+    return {
+        "idle_search": idle,
+        "search_under_slow_ops": under_slow,
+        "mixed_8_clients": mixed,
+        "startup": startup,
+        "pipelined": pipelined,
+        "fuzz": fuzz,
+        "targets": {
+            "search_p99_under_slow_ops<=3x_idle_p50": under_slow["search"]["p99_ms"] <= 3 * idle_p50,
+            "mixed_search_p99<=3x_idle_p50": bool(mixed["search_latency"])
+            and mixed["search_latency"]["p99_ms"] <= 3 * idle_p50,
+            "mixed_0_lost": mixed["lost"] == 0,
+            "startup_search<=2s": startup["search_seconds"] <= 2.0,
+            "pipelined_every_request_answered": pipelined["lost"] == 0
+            and set(pipelined["replies"]) <= {"ok", "busy"},
+            "fuzz_0_lost_0_internal": fuzz["lost"] == 0 and "internal" not in fuzz["replies"],
+            "fuzz_rss_growth<=50MB": fuzz["server_rss_mb"]["growth"] <= 50,
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--motions", type=int, default=500, help="synthetic library size (default 500)")
@@ -215,8 +567,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads in each process (default 2)")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/server.json (server_robustness.json with --only robustness)")
+    parser.add_argument("--only", choices=("all", "wire", "robustness"), default="all",
+                        help="wire: parts 1-4; robustness: parts 5-8; all: both")
+    parser.add_argument("--mixed-requests", type=int, default=60, help="requests per client in the 8-client mix")
+    parser.add_argument("--pipelined", type=int, default=20000, help="requests of the pipelined client")
+    parser.add_argument("--fuzz", type=int, default=10000, help="hostile messages")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = RESULTS.with_name("server_robustness.json") if args.only == "robustness" else RESULTS
 
     import torch
 
@@ -234,30 +594,36 @@ def main() -> None:
             model, index = build_library(folder, args.motions, args.preset, model)
         retriever = Retriever.load(model, device=args.device)
         engine = Engine(retriever, MotionIndex.load(index, retriever))
-        server, address = start_server(model, index, args.device, args.threads, folder / "serve.log")
-        try:
-            latency = bench_latency(engine, address, args.repeats)
-            throughput = [bench_throughput(address, clients, args.seconds) for clients in (1, 4, 8)]
-            fetch = bench_motion_fetch(engine, address, args.repeats)
-            every_op = bench_every_op(address)
-        finally:
-            server.terminate()
-            server.wait(30)
-    ten_seconds = [row for row in fetch if row["fps"] in (20.0, 30.0)]
-    report = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "device": str(retriever.device),
-                    "gpu": torch.cuda.get_device_name(0) if retriever.device.type == "cuda" else None,
-                    "torch_threads": args.threads},
-        "library": {"motions": len(engine.index), "model": retriever.name,
-                    "preset": None if args.model else args.preset, "captions": engine.info()[0]["library"]["captions"]},
-        "search": latency,
-        "throughput": throughput,
-        "motion_fetch": fetch,
-        "every_op_ms": every_op,
-        "targets": {"wire_overhead_p50_ms<=2": latency["overhead_p50_ms"] <= 2.0,
-                    "fetch_10s_motion_p50_ms<=5": all(row["wire"]["p50_ms"] <= 5.0 for row in ten_seconds)},
-    }
+        report = {
+            "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "cpus": os.cpu_count(), "device": str(retriever.device),
+                        "gpu": torch.cuda.get_device_name(0) if retriever.device.type == "cuda" else None,
+                        "torch_threads": args.threads},
+            "library": {"motions": len(engine.index), "model": retriever.name,
+                        "preset": None if args.model else args.preset,
+                        "captions": engine.info()[0]["library"]["captions"]},
+        }
+        if args.only in ("all", "wire"):
+            server, address = start_server(model, index, args.device, args.threads, folder / "serve.log")
+            try:
+                latency = bench_latency(engine, address, args.repeats)
+                throughput = [bench_throughput(address, clients, args.seconds) for clients in (1, 4, 8)]
+                fetch = bench_motion_fetch(engine, address, args.repeats)
+                every_op = bench_every_op(address)
+            finally:
+                server.terminate()
+                server.wait(30)
+            ten_seconds = [row for row in fetch if row["fps"] in (20.0, 30.0)]
+            report.update({
+                "search": latency,
+                "throughput": throughput,
+                "motion_fetch": fetch,
+                "every_op_ms": every_op,
+                "targets": {"wire_overhead_p50_ms<=2": latency["overhead_p50_ms"] <= 2.0,
+                            "fetch_10s_motion_p50_ms<=5": all(row["wire"]["p50_ms"] <= 5.0 for row in ten_seconds)},
+            })
+        if args.only in ("all", "robustness"):
+            report["robustness"] = run_robustness(model, index, engine, args, folder)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -49,17 +49,24 @@ class Client:
     timeout: seconds to wait for each reply before retrying.
     retries: how many times a request is resent on a fresh socket after a timeout.
     server_key: the server's CurveZMQ public key (z85, 40 characters) to encrypt the
-        connection; the client makes its own ephemeral keypair. None: plain TCP.
+        connection. None: plain TCP.
+    client_key: this client's CurveZMQ keypair, for a server with an allow-list of client
+        keys (`t2m keys generate --name NAME`, then `t2m keys allow NAME.key` on the server):
+        a (public, secret) pair of z85 keys, or the path of the NAME.key_secret file.
+        None: an ephemeral keypair (served only by a server without an allow-list).
     """
 
     def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 5.0, retries: int = 2,
-                 server_key: str | bytes | None = None):
+                 server_key: str | bytes | None = None, client_key=None):
         if timeout <= 0 or retries < 0:
             raise ValueError("timeout must be > 0 and retries >= 0")
         self.address = address
         self.timeout = float(timeout)
         self.retries = int(retries)
         self._server_key = _z85_key(server_key) if server_key is not None else None
+        if client_key is not None and self._server_key is None:
+            raise ValueError("client_key needs server_key (CurveZMQ)")
+        self._client_key = _client_keypair(client_key) if client_key is not None else None
         self._context = zmq.Context()  # private: Blender may hold other zmq users
         self._socket: zmq.Socket | None = None
         self._pending: dict[str, _Pending] = {}
@@ -138,7 +145,7 @@ class Client:
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         if self._server_key is not None:
-            public, secret = zmq.curve_keypair()
+            public, secret = self._client_key or zmq.curve_keypair()
             socket.curve_serverkey = self._server_key
             socket.curve_publickey = public
             socket.curve_secretkey = secret
@@ -228,3 +235,21 @@ def read_public_key(path: str) -> bytes:
 
     public, _ = zmq.auth.load_certificate(path)
     return public
+
+
+def read_secret_key(path: str) -> tuple[bytes, bytes]:
+    """(public, secret) z85 keys from a secret key file of `t2m keys generate` (NAME.key_secret)."""
+    import zmq.auth
+
+    public, secret = zmq.auth.load_certificate(path)
+    if not secret:
+        raise ValueError(f"{path} holds no secret key: pass the .key_secret file")
+    return public, secret
+
+
+def _client_keypair(client_key) -> tuple[bytes, bytes]:
+    if isinstance(client_key, (tuple, list)):
+        if len(client_key) != 2:
+            raise ValueError("client_key must be a (public, secret) pair or a .key_secret file path")
+        return _z85_key(client_key[0]), _z85_key(client_key[1])
+    return read_secret_key(str(client_key))

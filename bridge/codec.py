@@ -19,7 +19,10 @@ from .protocol import (
     MAX_ARRAYS,
     MAX_DIMS,
     MAX_HEADER_BYTES,
+    MAX_ARRAY_ELEMENTS,
+    MAX_DIM_SIZE,
     MAX_ID_CHARS,
+    MAX_JSON_DEPTH,
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     TOO_LARGE,
@@ -30,9 +33,10 @@ from .protocol import (
 
 Frames = list  # list of bytes-like objects (bytes, memoryview, zmq.Frame)
 
-# Finds the id near the start of a header too large to parse as JSON, so that even a
-# too_large reply can be matched by the client (our clients write "id" second).
-_ID_PREFIX = re.compile(rb'"id"\s*:\s*"([0-9A-Za-z_.:-]{1,%d})"' % MAX_ID_CHARS)
+# Finds the id near the start of a header that cannot be parsed as JSON (too large, cut
+# short, bad bytes after the id), so that even such an error reply can be matched by the
+# client (our clients write "id" second). Escapes are not decoded: such an id is not echoed.
+_ID_PREFIX = re.compile(rb'"id"\s*:\s*"([^"\\\x00-\x1f]{1,%d})"' % (4 * MAX_ID_CHARS))
 
 
 @dataclass
@@ -87,7 +91,14 @@ def _encode(header: dict, arrays: dict[str, np.ndarray] | None) -> Frames:
 
 def _dump(header: dict) -> bytes:
     # allow_nan=False: NaN/Infinity are not JSON; a producer of them fails loudly here.
-    return json.dumps(header, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone UTF-16 surrogate (e.g. an echoed id "\ud800" read from a \u escape) has no
+        # UTF-8 form: write every non-ASCII character as a \u escape instead, which any JSON
+        # reader turns back into the same string.
+        return json.dumps(header, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
 def encode_arrays(arrays: dict[str, np.ndarray]) -> tuple[list[dict], list[memoryview]]:
@@ -114,6 +125,8 @@ def decode_request(frames: Frames) -> Request:
     if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_CHARS:
         raise ProtocolError(BAD_REQUEST, f"'id' must be a string of 1 to {MAX_ID_CHARS} characters")
     try:
+        if not is_unicode(request_id):
+            raise ProtocolError(BAD_REQUEST, "'id' holds a lone UTF-16 surrogate: not a Unicode string")
         _check_version(header)
         op = _field(header, "op", str)
         args = _field(header, "args", dict, default={})
@@ -145,9 +158,44 @@ def peek_id(frames: Frames) -> str | None:
     """Best-effort request id of a message that failed to decode (None when unreadable)."""
     if not frames:
         return None
-    head = bytes(memoryview(frames[0])[:1024])
+    try:
+        head = bytes(memoryview(frames[0])[:2048])
+    except TypeError:
+        return None
     match = _ID_PREFIX.search(head)
-    return match.group(1).decode("ascii") if match else None
+    if not match:
+        return None
+    try:
+        request_id = match.group(1).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return request_id if len(request_id) <= MAX_ID_CHARS else None
+
+
+def is_unicode(text: str) -> bool:
+    """False for a str holding a lone UTF-16 surrogate (JSON's "\\ud800"), which no UTF-8 can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_depth_exceeds(value, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when lists/objects nest deeper than `limit` (iterative: no recursion of ours)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _load_header(frames: Frames) -> dict:
@@ -163,10 +211,21 @@ def _load_header(frames: Frames) -> dict:
     try:
         header = json.loads(bytes(memoryview(frames[0])).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
-        raise ProtocolError(BAD_REQUEST, f"header is not UTF-8 JSON: {error}") from None
+        raise ProtocolError(BAD_REQUEST, f"header is not UTF-8 JSON: {str(error)[:200]}", peek_id(frames)) from None
+    except RecursionError:
+        raise ProtocolError(BAD_REQUEST, f"header JSON nests deeper than the limit of {MAX_JSON_DEPTH} levels",
+                            peek_id(frames)) from None
     if not isinstance(header, dict):
         raise ProtocolError(BAD_REQUEST, f"header must be a JSON object, not {type(header).__name__}")
+    if json_depth_exceeds(header):
+        request_id = header.get("id")
+        raise ProtocolError(BAD_REQUEST, f"header JSON nests deeper than the limit of {MAX_JSON_DEPTH} levels",
+                            request_id if _readable_id(request_id) else None)
     return header
+
+
+def _readable_id(request_id) -> bool:
+    return isinstance(request_id, str) and 0 < len(request_id) <= MAX_ID_CHARS
 
 
 def _check_version(header: dict) -> None:
@@ -230,4 +289,13 @@ def _check_description(position: int, description) -> tuple[str, str, list[int]]
             or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
         raise ProtocolError(BAD_REQUEST, f"array {name!r}: 'shape' must be a list of at most "
                                          f"{MAX_DIMS} non-negative integers")
+    if any(n > MAX_DIM_SIZE for n in shape):
+        raise ProtocolError(BAD_REQUEST, f"array {name!r}: shape {shape} has an axis longer than the limit "
+                                         f"of {MAX_DIM_SIZE} (MAX_DIM_SIZE)")
+    elements = 1
+    for n in shape:  # the product of the non-zero axes: a zero-size array cannot hide a huge one
+        elements *= max(n, 1)
+        if elements > MAX_ARRAY_ELEMENTS:
+            raise ProtocolError(BAD_REQUEST, f"array {name!r}: shape {shape} exceeds the limit of "
+                                             f"{MAX_ARRAY_ELEMENTS} elements (MAX_ARRAY_ELEMENTS)")
     return name, dtype, shape

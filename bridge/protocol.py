@@ -45,6 +45,16 @@ MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 1000
 MAX_K = 100
 DEFAULT_K = 10
+# Bounds on the work one request may ask for, checked before anything is allocated.
+MAX_DIM_SIZE = MAX_MESSAGE_BYTES          # no axis of an array may be longer
+MAX_ARRAY_ELEMENTS = MAX_MESSAGE_BYTES    # elements of one array (zero-size arrays included)
+MIN_FPS = 1.0                             # describe: frame rate of the positions sent
+MAX_FPS = 1000.0
+MAX_FRAMES = 10 * 60 * 60                 # describe: frames sent (ten minutes at 60 fps)
+MAX_RESAMPLED_FRAMES = 10 * 60 * 20       # describe: frames after resampling to 20 fps (ten minutes)
+MAX_JSON_DEPTH = 64                       # nesting of the header's JSON
+# A `busy` reply's message ends with "retry in N s"; N is this at least.
+RETRY_AFTER_S = 0.5
 
 
 class ProtocolError(Exception):

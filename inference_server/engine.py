@@ -15,7 +15,9 @@ import time
 import numpy as np
 import torch
 
-from bridge.protocol import BAD_REQUEST, DEFAULT_K, MAX_K, MAX_TEXT_CHARS, NOT_FOUND, PROTOCOL_VERSION, ProtocolError
+from bridge.codec import is_unicode
+from bridge.protocol import (BAD_REQUEST, DEFAULT_K, MAX_FPS, MAX_FRAMES, MAX_K, MAX_RESAMPLED_FRAMES, MAX_TEXT_CHARS,
+                             MIN_FPS, NOT_FOUND, OPS, PROTOCOL_VERSION, ProtocolError)
 from inference_server.errors import DataError
 from inference_server.jami import BAND, FPS, PART_NAMES
 from inference_server.maxsim import pooled_scores, token_patch_relevance
@@ -24,8 +26,10 @@ from inference_server.motion import Motion
 log = logging.getLogger("t2m.server")
 
 DESCRIBE_K = 5
-MAX_DESCRIBE_FRAMES = 10 * 60 * 60  # ten minutes at 60 fps (9.5 MB of float32)
-MAX_FPS = 1000.0
+MAX_DESCRIBE_FRAMES = MAX_FRAMES  # ten minutes at 60 fps (9.5 MB of float32)
+# `similar` takes the index's two-stage fast path from this many motions on (its query has up
+# to 196 vectors: exact MaxSim over a few thousand motions takes seconds on a CPU).
+SIMILAR_FAST_MIN_MOTIONS = 512
 # Caption-bank rows scored at once by describe (bounds the (rows, tokens, 196) similarity block).
 _BANK_CHUNK = 2048
 _EMBED_CHUNK = 256  # captions per text-encoder call while building the bank (a stop waits at most one)
@@ -46,6 +50,7 @@ class Engine:
         self.searcher = searcher if searcher is not None else index
         self._bank_texts = bank_texts(index)
         self._bank = LazyCaptionBank(retriever, self._bank_texts)
+        _serialize_tokenizer(retriever)  # the server's lanes and the bank's thread encode texts at once
 
     def warm_up(self) -> None:
         """Embed the caption bank in a background thread now (minutes for a large library on a
@@ -56,6 +61,17 @@ class Engine:
         """Stop a warm-up still running (within one chunk of captions)."""
         self._bank.stop()
 
+    def ready(self) -> dict[str, bool]:
+        """{op: whether it answers now}; describe is False while its caption bank is embedded."""
+        return {op: (self._bank.ready if op == "describe" else True) for op in OPS}
+
+    def not_ready_reason(self, op: str) -> str | None:
+        """Why `op` cannot answer right now (None when it can)."""
+        if op == "describe" and not self._bank.ready:
+            done, total = self._bank.progress
+            return f"describe is not ready: the caption bank is being embedded ({done} of {total} captions)"
+        return None
+
     # ---------------------------------------------------------------- ops
 
     def info(self) -> tuple[dict, dict]:
@@ -63,7 +79,7 @@ class Engine:
                  "dim": self.retriever.dim, "pooling": self.retriever.pooling}
         result = {"protocol": PROTOCOL_VERSION, "model": model,
                   "library": {"motions": len(self.index), "captions": len(self._bank_texts)},
-                  "device": str(self.retriever.device)}
+                  "device": str(self.retriever.device), "ready": self.ready()}
         return result, {}
 
     def search(self, text, k=DEFAULT_K) -> tuple[dict, dict]:
@@ -110,6 +126,8 @@ class Engine:
 
     def motion(self, motion_id) -> tuple[dict, dict]:
         motion = self.index.motion(self._row(motion_id))
+        if motion.num_frames == 0:  # an index written without positions: say so, not an empty motion
+            raise ProtocolError(NOT_FOUND, f"the library stores no positions for motion {motion_id[:200]!r}")
         result = {"joints": list(motion.skeleton.names), "parents": [int(p) for p in motion.skeleton.parents],
                   "fps": float(motion.fps), "up": "Y"}
         arrays = {"positions": np.ascontiguousarray(motion.positions, dtype=np.float32)}
@@ -134,7 +152,12 @@ class Engine:
         row = self._row(motion_id)
         # The query side is the motion's patches over the windows it fills (not its padding).
         query = self._patches(row)[: self.index.valid_windows(row) * len(PART_NAMES)]
-        hits = self.searcher.search_batch([query], k + 1)[0]
+        if self.searcher is self.index:
+            # The index's fast path, without the token alignment nobody reads here.
+            hits = self.index.search(query, k + 1, align=False,
+                                     fast=len(self.index) >= SIMILAR_FAST_MIN_MOTIONS)
+        else:
+            hits = self.searcher.search_batch([query], k + 1)[0]
         hits = [hit for hit in hits if hit.row != row][:k]
         return {"results": self._results(hits), "tokens": []}, {}
 
@@ -181,19 +204,63 @@ class Engine:
             raise ProtocolError(BAD_REQUEST, str(error)) from None
 
 
+class _LockedTokenizer:
+    """A Hugging Face tokenizer whose calls take a lock: a fast tokenizer called from two threads
+    at once with padding/truncation can fail ("Already borrowed"); the model itself is safe."""
+
+    def __init__(self, tokenizer):
+        self.__dict__["_tokenizer"] = tokenizer
+        self.__dict__["_lock"] = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._tokenizer, name, value)
+
+    def __len__(self):
+        return len(self._tokenizer)
+
+
+def _serialize_tokenizer(retriever) -> None:
+    text = getattr(getattr(retriever, "model", None), "text", None)
+    tokenizer = getattr(text, "tokenizer", None)
+    if tokenizer is not None and not isinstance(tokenizer, _LockedTokenizer):
+        text.tokenizer = _LockedTokenizer(tokenizer)
+
+
 class LazyCaptionBank:
     """The caption bank, embedded on first use or ahead of time by a stoppable thread."""
 
     def __init__(self, retriever, texts: list[str]):
         self._retriever, self._texts = retriever, texts
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bank: CaptionBank | None = None
+        self._embedded = [0]  # captions embedded so far (progress for `busy` messages)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.get, name="caption-bank")
-        self._thread.start()
+        """Embed in a background thread (once: a second call does nothing)."""
+        with self._start_lock:
+            if self._thread is None and self._bank is None:
+                # Not a daemon (a thread inherits its creator's flag, and the server's may be one):
+                # a build killed at interpreter exit inside torch aborts the process.
+                self._thread = threading.Thread(target=self.get, name="caption-bank", daemon=False)
+                self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        return self._bank is not None
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        return min(self._embedded[0], len(self._texts)), len(self._texts)
 
     def stop(self) -> None:
         self._stop.set()
@@ -204,7 +271,7 @@ class LazyCaptionBank:
         """The bank (None only once stop() has been called)."""
         with self._lock:
             if self._bank is None and not self._stop.is_set():
-                self._bank = CaptionBank.build(self._retriever, self._texts, self._stop)
+                self._bank = CaptionBank.build(self._retriever, self._texts, self._stop, self._embedded)
             return self._bank
 
 
@@ -219,14 +286,18 @@ class CaptionBank:
         self.texts, self.vectors, self.mask, self.pooling = texts, vectors, mask, pooling
 
     @classmethod
-    def build(cls, retriever, texts: list[str], stop: threading.Event | None = None) -> CaptionBank | None:
-        """Embed `texts` chunk by chunk; None when `stop` is set before the end."""
+    def build(cls, retriever, texts: list[str], stop: threading.Event | None = None,
+              progress: list | None = None) -> CaptionBank | None:
+        """Embed `texts` chunk by chunk; None when `stop` is set before the end.
+        progress: a one-item list updated with the number of texts embedded so far."""
         started = time.perf_counter()
         embeddings = []
         for start in range(0, len(texts), _EMBED_CHUNK):
             if stop is not None and stop.is_set():
                 return None
             embeddings += _embed_skipping_empty(retriever, texts[start:start + _EMBED_CHUNK])
+            if progress is not None:
+                progress[0] = len(embeddings)
         texts = [text for text, emb in zip(texts, embeddings) if emb is not None]
         embeddings = [emb for emb in embeddings if emb is not None]
         longest = max((len(emb.tokens) for emb in embeddings), default=1)
@@ -284,10 +355,13 @@ def _embed_skipping_empty(retriever, texts: list[str]) -> list:
 def check_text(text) -> str:
     if not isinstance(text, str):
         raise ProtocolError(BAD_REQUEST, f"text must be a string, not {type(text).__name__}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(BAD_REQUEST, f"text of {len(text)} characters exceeds the limit of "
+                                         f"{MAX_TEXT_CHARS} (MAX_TEXT_CHARS)")
     if not text.strip():
         raise ProtocolError(BAD_REQUEST, "text is empty")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ProtocolError(BAD_REQUEST, f"text of {len(text)} characters exceeds the limit of {MAX_TEXT_CHARS}")
+    if not is_unicode(text):
+        raise ProtocolError(BAD_REQUEST, "text holds a lone UTF-16 surrogate: not a Unicode string")
     return text
 
 
@@ -320,12 +394,26 @@ def label_text(labels: dict) -> str:
 
 
 def _motion_from_wire(positions, fps) -> Motion:
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
-        raise ProtocolError(BAD_REQUEST, f"fps must be a number in (0, {MAX_FPS:g}] with positions, not {fps!r}")
+    """A Motion from describe's arguments, every bound checked before any allocation."""
+    if fps is None:
+        raise ProtocolError(BAD_REQUEST, "describe with the array positions needs fps")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not MIN_FPS <= fps <= MAX_FPS:
+        raise ProtocolError(BAD_REQUEST, f"fps must be a number from {MIN_FPS:g} to {MAX_FPS:g} "
+                                         f"(MIN_FPS, MAX_FPS), not {fps!r}")
     positions = np.asarray(positions)
     if positions.ndim != 3 or positions.shape[1:] != (22, 3) or not 1 <= positions.shape[0] <= MAX_DESCRIBE_FRAMES:
         raise ProtocolError(BAD_REQUEST, f"positions must be (T, 22, 3) SMPL-22 joints with 1 <= T <= "
-                                         f"{MAX_DESCRIBE_FRAMES}, got {tuple(positions.shape)}")
+                                         f"{MAX_DESCRIBE_FRAMES} (MAX_FRAMES), got {tuple(positions.shape)}")
+    resampled = resampled_frames(positions.shape[0], float(fps))
+    if resampled > MAX_RESAMPLED_FRAMES:
+        raise ProtocolError(BAD_REQUEST, f"{positions.shape[0]} frames at {fps:g} fps last "
+                                         f"{positions.shape[0] / fps:g} s: {resampled} frames at {FPS} fps exceed "
+                                         f"the limit of {MAX_RESAMPLED_FRAMES} (MAX_RESAMPLED_FRAMES)")
     if positions.dtype.kind != "f" or not np.isfinite(positions).all():
         raise ProtocolError(BAD_REQUEST, "positions must be finite floating-point numbers (metres, Y-up)")
     return Motion.smpl22(positions.astype(np.float32), float(fps))
+
+
+def resampled_frames(frames: int, fps: float, target: float = FPS) -> int:
+    """Frames of a `frames`-long motion at `fps` once resampled to `target` fps (as Motion.resample)."""
+    return max(1, int(round(frames * target / fps)))

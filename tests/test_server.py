@@ -67,6 +67,14 @@ def client(address):
         yield client
 
 
+def wait_ready(client, op="describe", seconds=120.0) -> None:
+    """Until `info` says `op` is ready (describe: once its caption bank is embedded)."""
+    deadline = time.monotonic() + seconds
+    while not client.call("info")[0]["ready"][op]:
+        assert time.monotonic() < deadline, f"{op} not ready after {seconds} s"
+        time.sleep(0.1)
+
+
 # ---------------------------------------------------------------- every op end to end
 
 def test_info(client, library):
@@ -94,6 +102,7 @@ def test_explain_motion_describe_similar(client, library):
     assert motion["up"] == "Y" and len(motion["joints"]) == 22 and motion["parents"][0] == -1
     np.testing.assert_array_equal(motion_arrays["positions"], library["engine"].index.motion(3).positions)
 
+    wait_ready(client)
     by_id, _ = client.call("describe", {"motion_id": motion_id, "k": 3})
     by_positions, _ = client.call("describe", {"fps": motion["fps"], "k": 3}, {"positions": motion_arrays["positions"]})
     assert [c["text"] for c in by_id["captions"]] == [c["text"] for c in by_positions["captions"]]
@@ -300,6 +309,8 @@ def test_raw_pyzmq_client_from_the_contract_can_use_every_op(address, library):
         assert explained["relevance"].shape[:2] == (len(explanation["tokens"]), 14)
         motion, arrays = request("motion", {"motion_id": motion_id})
         assert arrays["positions"].shape[1:] == (22, 3)
+        while not request("info")[0]["ready"]["describe"]:
+            time.sleep(0.1)
         described, _ = request("describe", {"fps": motion["fps"]}, {"positions": arrays["positions"][:40]})
         assert described["captions"] and isinstance(described["captions"][0]["text"], str)
         similar, _ = request("similar", {"motion_id": motion_id, "k": 2})
