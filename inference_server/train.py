@@ -139,10 +139,10 @@ class Source:
     spec: str                       # the data spec, without its weight
     weight: float
     train: list                     # captioned MotionItems of its training split
-    val: list                       # captioned MotionItems of its validation split
+    val: list                       # captioned MotionItems of its validation split (may be empty)
 
 
-def parse_sources(data: str | list[str]) -> list[tuple[str, float]]:
+def sources_of(data: str | list[str]) -> list[tuple[str, float]]:
     """'SPEC' or ['SPEC=WEIGHT', ...] -> [(spec, weight)]; a spec without a weight weighs 1."""
     sources = []
     for entry in [data] if isinstance(data, str) else list(data):
@@ -168,17 +168,20 @@ def load_splits(options: TrainOptions) -> list[Source]:
     if options.val:
         val_items = _captioned(load_spec(options.val, progress=options.progress), "validation", "(pass --val SPEC)")
     sources = []
-    for spec, weight in parse_sources(options.data):
+    for spec, weight in sources_of(options.data):
         dataset = load_spec(spec, progress=options.progress)
-        if options.val:
-            train = dataset
+        unsplit = set(dataset.splits()) == {"none"}
+        if options.val or (unsplit and len(sources_of(options.data)) > 1):
+            # with --val, or a source without splits (DeepMimic) in a mix: all of it trains
+            train, own_val = dataset, val_items or []
         elif parse_spec(spec).split:
             raise DataError(f"data spec {spec!r} names a split: pass --val for validation")
         else:
-            train = dataset.split("train")
-        train_items = _captioned(train, "training", "")
-        own_val = val_items if options.val else _captioned(dataset.split("val"), "validation", "(pass --val SPEC)")
-        sources.append(Source(spec, weight, train_items, own_val))
+            train, own_val = dataset.split("train"), _captioned(dataset.split("val"), "validation",
+                                                               "(pass --val SPEC)")
+        sources.append(Source(spec, weight, _captioned(train, "training", ""), own_val))
+    if not any(source.val for source in sources):
+        raise DataError("no source has a validation split: pass --val SPEC")
     return sources
 
 
@@ -416,7 +419,7 @@ class Trainer:
         """name -> (inputs, captions): one shared set with --val, else each source's own."""
         if self.options.val:
             return {self.options.val: validation_inputs(sources[0].val, stats)}
-        return {source.spec: validation_inputs(source.val, stats) for source in sources}
+        return {source.spec: validation_inputs(source.val, stats) for source in sources if source.val}
 
     def _model(self):
         from inference_server.jami import PART_CHANNEL_INDEX

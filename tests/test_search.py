@@ -10,7 +10,7 @@ from inference_server.index import MotionIndex, search, store
 from inference_server.index.build import atomic_folder, write_index
 from inference_server.index.quantize import make_codec
 from inference_server.index.synthetic import ClusteredSpace
-from inference_server.maxsim import global_scores, maxsim_scores
+from inference_server.maxsim import global_scores, maxsim_scores, pooled_scores
 
 torch.set_num_threads(2)
 SPACE = ClusteredSpace(dim=64, concepts=256)
@@ -181,3 +181,19 @@ def test_an_index_of_a_global_pooling_model_ranks_by_the_global_score(tmp_path):
     np.testing.assert_allclose([hit.score for hit in hits], expected.values.numpy(), atol=1e-5)
     restricted = index.search(query, k=2, rows=[3, 50, 77])
     assert {hit.row for hit in restricted} <= {3, 50, 77} and len(restricted) == 2
+
+
+def test_an_index_of_a_hybrid_model_ranks_by_the_hybrid_score_and_keeps_alignments(tmp_path):
+    embeddings = SPACE.embeddings(120)
+    metas = [{"motion_id": str(row), "name": str(row), "duration": 4.0, "fps": 20.0} for row in range(120)]
+    with atomic_folder(tmp_path / "index") as tmp:
+        write_index(tmp, embeddings, metas, None, {"name": "h", "fingerprint": "h", "dim": 64, "pooling": "hybrid"},
+                    "fp32")
+    index = MotionIndex.load(tmp_path / "index", device="cpu")
+    query = SPACE.queries(1, 120, seed=5)[0]
+    expected = pooled_scores(torch.from_numpy(query), torch.from_numpy(embeddings), pooling="hybrid")[0].topk(5)
+    for fast in (False, True):
+        hits = index.search(query, k=5, fast=fast)
+        assert [hit.row for hit in hits] == expected.indices.tolist()
+        np.testing.assert_allclose([hit.score for hit in hits], expected.values.numpy(), atol=1e-5)
+        np.testing.assert_array_equal(hits[0].alignment, (query @ embeddings[hits[0].row].T).argmax(axis=1))

@@ -17,7 +17,7 @@ from inference_server.evaluate import score_items
 from inference_server.metrics import retrieval_metrics
 from inference_server.retriever import Retriever
 from inference_server.train import (DistInfo, TrainOptions, epoch_batches, epoch_order, load_optimizer, lr_factor,
-                                    parse_sources, save_optimizer, train)
+                                    sources_of, save_optimizer, train)
 
 torch.set_num_threads(1)  # on a shared 2-core machine 2 threads spin-wait: 1 is faster and steadier
 DATA = "synthetic:64:0"
@@ -50,11 +50,11 @@ def test_epoch_shares_samples_between_sources_by_weight():
 
 
 def test_data_sources_parse_weights():
-    assert parse_sources("synthetic:10") == [("synthetic:10", 1.0)]
-    assert parse_sources(["bandai:/d=2", "synthetic:5:0:rich=0.5", "bvh:/a=b"]) == \
+    assert sources_of("synthetic:10") == [("synthetic:10", 1.0)]
+    assert sources_of(["bandai:/d=2", "synthetic:5:0:rich=0.5", "bvh:/a=b"]) == \
         [("bandai:/d", 2.0), ("synthetic:5:0:rich", 0.5), ("bvh:/a=b", 1.0)]
     with pytest.raises(DataError, match="positive"):
-        parse_sources(["synthetic:10=0"])
+        sources_of(["synthetic:10=0"])
 
 
 def test_optimizer_state_round_trips_without_pickle(tmp_path):

@@ -3,7 +3,8 @@
 score(query, motion) = mean over the query's tokens of the max cosine over the motion's
 patches (the method's late interaction). Both paths run in torch on the store's device.
 An index built with a global-pooling checkpoint (the baseline) ranks by the cosine of the
-mean token and the mean patch instead (global_search), exactly, as the model scores.
+mean token and the mean patch instead (global_search), exactly, as the model scores; a
+hybrid checkpoint by the mean of the two (exact_search with hybrid=True, maxsim.py's rule).
 
 - exact: the store is decoded chunk by chunk (bounded memory, cache-sized chunks), all
   queries of a batch are packed into one matrix so each decoded chunk is multiplied once;
@@ -78,10 +79,12 @@ def pack_queries(queries: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
     return packed, averaging
 
 
-def exact_search(store, queries: list[torch.Tensor], k: int,
-                 rows: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Exact top-k (scores, rows) per query over the whole store, or over `rows` only."""
+def exact_search(store, queries: list[torch.Tensor], k: int, rows: torch.Tensor | None = None,
+                 hybrid: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Exact top-k (scores, rows) per query over the whole store, or over `rows` only.
+    hybrid: the score is the mean of MaxSim and the cosine of the mean token and mean patch."""
     packed, averaging = pack_queries(queries)
+    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1)
     device = packed.device
     total = len(store) if rows is None else len(rows)
     budget = CHUNK_BYTES if device.type == "cpu" else GPU_CHUNK_BYTES
@@ -91,16 +94,20 @@ def exact_search(store, queries: list[torch.Tensor], k: int,
         block = slice(start, min(total, start + chunk))
         patches = store.decode(block if rows is None else rows[block].to(device))
         scores[:, block] = maxsim_block(patches, packed, averaging)
+        if hybrid:
+            pooled = torch.nn.functional.normalize(patches.mean(dim=1), dim=1)
+            scores[:, block] = 0.5 * (scores[:, block] + texts @ pooled.T)
     best_scores, order = scores.topk(min(k, total), dim=1)
     best_rows = order if rows is None else rows.to(device)[order]
     return [(best_scores[b].cpu(), best_rows[b].cpu()) for b in range(len(queries))]
 
 
-def fast_search(store, candidates, query: torch.Tensor, k: int, config: FastPath) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two-stage top-k: centroid-interaction candidates, then exact MaxSim on them."""
+def fast_search(store, candidates, query: torch.Tensor, k: int, config: FastPath,
+                hybrid: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-stage top-k: centroid-interaction candidates, then exact scores on them."""
     rerank = min(len(store), max(config.rerank, config.rerank_per_k * k))
     rows = candidates.candidates(query, rerank, config.pool * rerank, config.probes)
-    return exact_search(store, [query], k, rows)[0]
+    return exact_search(store, [query], k, rows, hybrid)[0]
 
 
 def pooled_vectors(store) -> torch.Tensor:

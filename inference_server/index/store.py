@@ -224,15 +224,17 @@ class MotionIndex:
         """search() for many queries at once (the exact path shares each decoded chunk)."""
         tensors = [as_query(query, self.store.dim, self.device) for query in queries]
         k = max(0, min(int(k), len(self)))
+        hybrid = self.pooling == "hybrid"
         if self.pooling == "global":
             ranked = self._global(tensors, k, rows)
         elif rows is not None:
-            ranked = [exact_search(self.store, [query], k, self._row_tensor(subset))[0]
+            ranked = [exact_search(self.store, [query], k, self._row_tensor(subset), hybrid)[0]
                       for query, subset in zip(tensors, rows)]
         elif exact or (len(self) <= FAST_PATH_MIN_MOTIONS and not fast):
-            ranked = exact_search(self.store, tensors, k)
+            ranked = exact_search(self.store, tensors, k, hybrid=hybrid)
         else:
-            ranked = [fast_search(self.store, self.candidates, query, k, self.fast_path) for query in tensors]
+            ranked = [fast_search(self.store, self.candidates, query, k, self.fast_path, hybrid)
+                      for query in tensors]
         return [self._hits(query, scores, found, align) for query, (scores, found) in zip(tensors, ranked)]
 
     def similar(self, i: int, k: int = 10, exact: bool = False) -> list[Hit]:

@@ -1,0 +1,184 @@
+"""Generalisation benchmark: leave-one-source-out runs, the pooling comparison on Bandai, the
+hand-written animator queries over the whole real library, and word grounding on real clips.
+
+Every run is one `t2m train` command (printed and stored in the JSON), trained on this
+machine's CPU unless --device says otherwise, resumable: a run folder with last/ but no
+finished result is continued with --resume, a finished one is only re-evaluated. Selection
+is each run's own validation splits (best epoch); the test figures below were never used to
+select anything, and the queries were written before any model was run on them.
+
+Figures:
+- tests: `t2m eval --protocol caption` (the MoPatch rule: a retrieved clip whose first
+  caption equals the query's counts) on each test spec, with the chance level of each figure
+  (a random order: R@k = mean over queries of 1 - C(n - c, k) / C(n, k), c = clips sharing
+  the query's caption).
+- queries: bench/queries/animator_queries.jsonl over the real library (Bandai + DeepMimic
+  + mirrors, inference_server.query_set), and over its held-out part only (test-split clips).
+- grounding: inference_server.grounding on the Bandai test split's sided clips (+ mirrors).
+
+Usage: bench/generalise.py [--runs NAME ...] [--work DIR] [--out JSON] [--no-train]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared" / "data"
+BANDAI = f"bandai:{SHARED / 'bandai-namco'}"
+BANDAI_1 = f"bandai:{SHARED / 'bandai-namco' / 'dataset-1'}"
+BANDAI_2 = f"bandai:{SHARED / 'bandai-namco' / 'dataset-2-subset'}"
+SYNTHETIC_RICH, SYNTHETIC, DEEPMIMIC = "synthetic:2000:0:rich", "synthetic:1000:0", "deepmimic"
+OLD_DEFAULT = ROOT / "inference_server" / "default" / "model"
+
+TESTS = {
+    "bandai@test": f"{BANDAI}@test",
+    "bandai-1@test": f"{BANDAI_1}@test",
+    "bandai-2@test": f"{BANDAI_2}@test",
+    "deepmimic (all 15 clips)": DEEPMIMIC,
+    "synthetic:1000:99": "synthetic:1000:99",
+    "synthetic:500:99:rich": "synthetic:500:99:rich",
+}
+# the pooling comparison: Bandai only, one budget, one seed, one set of encoders
+COMPARISON = ["--preset", "cpu", "--epochs", "12", "--batch-size", "32", "--temperature", "0.03", "--seed", "0"]
+# the mixes: budget in samples is about the same per leave-one-out run
+MIX = ["--preset", "cpu", "--batch-size", "32", "--temperature", "0.03", "--seed", "0",
+       "--pooling", "hybrid", "--mask-stopwords"]
+SOURCES = {"bandai": f"{BANDAI}=3", "bandai-1": f"{BANDAI_1}=1", "bandai-2": f"{BANDAI_2}=2",
+           "synthetic-rich": f"{SYNTHETIC_RICH}=1.5", "synthetic": f"{SYNTHETIC}=0.75",
+           "deepmimic": f"{DEEPMIMIC}=0.15"}
+
+
+def _data(*names: str) -> list[str]:
+    return [arg for name in names for arg in ("--data", SOURCES[name])]
+
+
+RUNS: dict[str, dict] = {
+    # pooling comparison (same data, encoders, budget, seed)
+    "bandai_maxsim": {"args": ["--data", BANDAI, *COMPARISON, "--pooling", "maxsim", "--mask-stopwords"],
+                      "tests": ["bandai@test"]},
+    "bandai_global": {"args": ["--data", BANDAI, *COMPARISON, "--pooling", "global", "--mask-stopwords"],
+                      "tests": ["bandai@test"]},
+    "bandai_hybrid": {"args": ["--data", BANDAI, *COMPARISON, "--pooling", "hybrid", "--mask-stopwords"],
+                      "tests": ["bandai@test"]},
+    "bandai_maxsim_allwords": {"args": ["--data", BANDAI, *COMPARISON, "--pooling", "maxsim"],
+                               "tests": ["bandai@test"]},
+    # leave one source out (the left-out source is the test)
+    "without_bandai": {"args": [*_data("synthetic-rich", "synthetic", "deepmimic"), *MIX, "--epochs", "3"],
+                       "tests": ["bandai@test", "bandai-1@test", "bandai-2@test"]},
+    "without_bandai_1": {"args": [*_data("bandai-2", "synthetic-rich", "synthetic", "deepmimic"), *MIX,
+                                  "--epochs", "2"], "tests": ["bandai-1@test"]},
+    "without_bandai_2": {"args": [*_data("bandai-1", "synthetic-rich", "synthetic", "deepmimic"), *MIX,
+                                  "--epochs", "2"], "tests": ["bandai-2@test"]},
+    "without_deepmimic": {"args": [*_data("bandai", "synthetic-rich", "synthetic"), *MIX, "--epochs", "2"],
+                          "tests": ["deepmimic (all 15 clips)"]},
+    "without_synthetic": {"args": [*_data("bandai", "deepmimic"), *MIX, "--epochs", "10"],
+                          "tests": ["synthetic:1000:99", "synthetic:500:99:rich"]},
+    # the new default: everything
+    "all_sources": {"args": [*_data("bandai", "synthetic-rich", "synthetic", "deepmimic"), *MIX, "--epochs", "8"],
+                    "tests": list(TESTS), "queries": True},
+}
+
+
+def caption_chance(captions: list[str], ks=(1, 5, 10)) -> dict:
+    """Expected R@k (%) of a random order under the caption rule, and MedR ~ (n + 1) / (c + 1)."""
+    n = len(captions)
+    counts = {caption: captions.count(caption) for caption in set(captions)}
+    same = [counts[caption] for caption in captions]
+    chance = {f"R@{k}": 100.0 * float(np.mean([1 - math.comb(n - c, k) / math.comb(n, k) for c in same]))
+              for k in ks}
+    chance["MedR"] = float(np.median([(n + 1) / (c + 1) for c in same]))
+    return chance
+
+
+def train_run(name: str, work: Path, device: str) -> dict:
+    """Train (or resume) one run; returns its command and the trainer's JSON."""
+    folder = work / name
+    done = work / f"{name}.train.json"
+    command = [str(ROOT / ".venv" / "bin" / "t2m"), "train", *RUNS[name]["args"], "--out", str(folder),
+               "--device", device, "--no-progress", "--json"]
+    if not done.is_file():
+        resume = ["--resume"] if (folder / "last").is_dir() else []
+        print(f"[generalise] {time.strftime('%H:%M:%S')} training {name}: {' '.join(command + resume)}",
+              file=sys.stderr)
+        output = subprocess.run(command + resume, check=True, capture_output=True, text=True).stdout
+        done.write_text(output)
+    return {"command": "t2m train " + " ".join(RUNS[name]["args"]) + " --out RUN",
+            "train": json.loads(done.read_text())}
+
+
+def evaluate_model(model: Path, tests: list[str], queries: bool, device: str) -> dict:
+    from inference_server.evaluate import evaluate
+    from inference_server.data import load_spec
+    from inference_server.grounding import side_grounding
+    from inference_server.retriever import Retriever
+    result = {"tests": {}}
+    for name in tests:
+        spec = TESTS[name]
+        metrics = evaluate(model, spec, protocol="caption", device=device)
+        captions = [item.captions[0] for item in load_spec(spec).items if item.captions]
+        result["tests"][name] = {"t2m": metrics["t2m"], "m2t": metrics["m2t"], "n": metrics["n"],
+                                 "chance_t2m": caption_chance(captions), "spec": spec}
+    retriever = Retriever.load(model, device)
+    result["grounding_bandai_test"] = side_grounding(retriever, load_spec(TESTS["bandai@test"]).items)
+    if queries:
+        result["queries"] = query_figures(retriever)
+    return result
+
+
+def query_figures(retriever) -> dict:
+    """The animator queries over the whole real library and over its held-out (test-split) clips."""
+    from inference_server.query_set import action_relevance, load_queries, query_metrics, real_library, relevance
+    library = real_library(SHARED).items
+    queries = load_queries()
+    texts = retriever.embed_texts([query.text for query in queries])
+    scores = retriever.score_embeddings(texts, retriever.embed_motions([item.motion for item in library]))
+    figures = {"library": query_metrics(scores, relevance(queries, library), action_relevance(queries, library))}
+    held_out = np.array([item.split == "test" for item in library])
+    relevant = relevance(queries, library)[:, held_out]
+    keep = relevant.any(axis=1)
+    figures["held_out_library"] = query_metrics(scores[keep][:, held_out], relevant[keep],
+                                                action_relevance(queries, library)[keep][:, held_out])
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS) + ["old_default"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/t2m-generalise"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generalise.json")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-train", dest="train", action="store_false",
+                        help="evaluate finished runs only (skip the ones not trained yet)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
+    for name in args.runs:
+        if name == "old_default":
+            entry = {"command": "the embedded default before this benchmark (synthetic:4000:0 only)",
+                     **evaluate_model(OLD_DEFAULT, list(TESTS), True, args.device)}
+        else:
+            if not args.train and not (args.work / f"{name}.train.json").is_file():
+                continue
+            entry = train_run(name, args.work, args.device)
+            entry.update(evaluate_model(args.work / name / "best", RUNS[name]["tests"],
+                                        RUNS[name].get("queries", False), args.device))
+        results["runs"][name] = entry
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+        print(f"[generalise] {name} -> {args.out}", file=sys.stderr)
+    print(json.dumps({"out": str(args.out), "runs": sorted(results["runs"])}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
