@@ -6,7 +6,9 @@
     python build_addon.py --no-fetch               # only wheels already in blender_addon/wheels/
     python build_addon.py --no-wheels              # no pyzmq inside (for a Blender that has it)
 
-Steps: read the wheel list from blender_addon/blender_manifest.toml; fetch missing pyzmq
+Steps: read the wheel list from blender_addon/blender_manifest.toml (per platform, pyzmq's
+cp311 wheel for Blender 4.2 to 5.0 and its cp312-abi3 wheel for the CPython 3.13 releases
+5.1 / 5.2; Blender installs the one that fits its Python); fetch missing
 wheels with `pip download` into blender_addon/wheels/ (git-ignored cache); stage the
 package into build/text_to_motion/ with bridge/ vendored inside it (bridge imports its
 own modules relatively, so the installed copy imports itself); then validate

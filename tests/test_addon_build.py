@@ -140,3 +140,22 @@ def test_invalid_manifest_is_refused_by_blenders_validator(tmp_path):
         'maintainer = "x"\ntype = "add-on"\nblender_version_min = "4.2.0"\nlicense = ["SPDX:GPL-3.0-or-later"]\n')
     with pytest.raises(build_addon.BuildError, match="validate"):
         build_addon.blender_extension_command(["validate", str(package)])
+
+
+def test_the_package_installs_on_python_3_12_and_3_13_and_bpy_only_on_3_11():
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    allowed = SpecifierSet(project["requires-python"])
+    assert all(version in allowed for version in ("3.11.7", "3.12.1", "3.13.0"))
+    for minor, bpy_expected in (("3.11", True), ("3.12", False), ("3.13", False)):
+        environment = {"python_version": minor, "python_full_version": minor + ".0"}
+        blender = [Requirement(entry) for entry in project["optional-dependencies"]["blender"]]
+        assert any(r.name == "bpy" and (r.marker is None or r.marker.evaluate(environment)) for r in blender) \
+            == bpy_expected
+        numpy = [Requirement(entry) for entry in project["dependencies"] if entry.startswith("numpy")]
+        active = [r for r in numpy if r.marker is None or r.marker.evaluate(environment)]
+        assert len(active) == 1, (minor, active)
+        # numpy 1.26 (what Blender ships) beside bpy on 3.11; it has no cp313 wheel, so 2.x beyond
+        assert ("2.1" in active[0].specifier) == (minor != "3.11"), (minor, active)
