@@ -460,7 +460,10 @@ def bench_fuzz(address: str, pid: int, messages: int, check_every: int = 1000) -
             if not sock.poll(30_000):
                 lost += 1
                 continue
-            reply = json.loads(sock.recv_multipart()[0])
+            frames = sock.recv_multipart()
+            # A message whose first frame is empty looks like a REQ envelope: the reply comes
+            # back in the same envelope, after an empty frame.
+            reply = json.loads(frames[1] if len(frames) > 1 and not frames[0] else frames[0])
             code = "ok" if reply["ok"] else reply["error"]["code"]
             codes[code] = codes.get(code, 0) + 1
             if code == "internal":

@@ -79,13 +79,16 @@ class LaneConfig:
     capacity: int      # requests waiting (beyond it: `busy`)
     workers: int = 1
     max_bytes: int = 512 * 1024 * 1024  # bytes of the requests waiting (beyond it: `busy`)
+    # Added to the worker threads' nice value (Linux: per thread, inherited by the threads
+    # torch starts from them), so that on a busy CPU the slow ops yield to searches.
+    nice: int = 0
     batch: bool = False  # take every waiting request at once (search micro-batching)
 
 
 DEFAULT_LANES = (
     LaneConfig("search", ("search",), capacity=1024, batch=True),
     LaneConfig("fetch", ("motion",), capacity=512),
-    LaneConfig("heavy", ("explain", "describe", "similar"), capacity=256),
+    LaneConfig("heavy", ("explain", "describe", "similar"), capacity=256, nice=10),
 )
 # A peer with this many replies it has not read yet gets `busy` for its new requests.
 PEER_BACKLOG = 1000
@@ -325,6 +328,7 @@ class Server:
         return lanes
 
     def _work(self, context: zmq.Context, lane: _Lane) -> None:
+        _lower_priority(lane.config.nice)
         wake = context.socket(zmq.PUSH)
         wake.setsockopt(zmq.LINGER, 0)
         wake.setsockopt(zmq.SNDHWM, 1)  # one pending wake-up is enough
@@ -522,6 +526,17 @@ class Server:
                             "served; pass --allowed-clients DIR (t2m keys allow)")
             return " (CurveZMQ, any client key)"
         return f" (CurveZMQ, clients allowed by {self._allowed})"
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise this thread's nice value by `nice` (Linux; elsewhere a no-op). Never lowers it."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
+    except (OSError, AttributeError):
+        pass
 
 
 def _drain_wake(wake: zmq.Socket) -> None:
