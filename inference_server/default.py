@@ -1,7 +1,8 @@
-"""The embedded default: a model that ships inside the package and a library it builds itself.
+"""The embedded models: ones that ship inside the package, and a library they build themselves.
 
-Works out of the box, offline, on a CPU: the model (inference_server/default/model, trained
-by our own `t2m train`, see its MODEL_CARD.md) and the synthetic generator's library
+Works out of the box, offline, on a CPU: a model (`default`, inference_server/default/model,
+or `permissive`, inference_server/default/permissive; both trained by our own `t2m train`,
+see MODEL_CARD.md there and the LICENCE line of each) and the synthetic generator's library
 (plus the DeepMimic clips when pybullet is installed), embedded on first use into an index
 cached under $T2M_CACHE (default ~/.cache/t2m). The cache key holds the model's
 fingerprint and the library's spec, so a new model or library never reuses a stale index.
@@ -16,6 +17,8 @@ from pathlib import Path
 from inference_server.errors import ModelError
 
 MODEL_DIR = Path(__file__).parent / "default" / "model"
+# name -> folder; `--model NAME` picks one (and its own cached library index)
+EMBEDDED = {"default": MODEL_DIR, "permissive": Path(__file__).parent / "default" / "permissive"}
 SYNTHETIC_SPEC = "synthetic:2000:0"
 FINGERPRINT_CHARS = 12
 
@@ -41,10 +44,37 @@ def load_library(progress: bool = False):
                    [entry for part in parts for entry in part.skipped], "+".join(library_specs()))
 
 
+def model_dir(model: str | Path | None) -> Path:
+    """An embedded model's folder by name ("default", "permissive"), or the path as given."""
+    return EMBEDDED.get(str(model or "default"), Path(str(model)))
+
+
+def licence(model: Path) -> str:
+    """The one-line licence of a checkpoint (config.json "licence"), or "" when it has none."""
+    import json
+    try:
+        return str(json.loads((Path(model) / "config.json").read_text()).get("licence", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def resolve(model: str | Path | None, index: str | Path | None) -> tuple[Path, Path]:
+    """(model dir, index dir) from the --model/--index options: both given, or an embedded
+    model's name (or nothing: "default") with its library index built on first use."""
+    if index is not None:
+        if model is None:
+            raise ModelError("give --model CKPT with --index INDEX (or neither, for the embedded default)")
+        return model_dir(model), Path(index)
+    if model is not None and str(model) not in EMBEDDED:
+        raise ModelError(f"--model {model} needs --index INDEX (only the embedded models "
+                         f"{', '.join(EMBEDDED)} come with a library of their own)")
+    return model_and_index(progress=True, model=model_dir(model))
+
+
 def model_fingerprint(model_dir: Path = MODEL_DIR) -> str:
     weights = model_dir / "model.safetensors"
     if not weights.is_file():
-        raise ModelError(f"the embedded default model is missing ({weights}); reinstall t2m, "
+        raise ModelError(f"the embedded model is missing ({weights}); reinstall t2m, "
                          "or pass --index INDEX --model CKPT")
     digest = hashlib.sha256()
     with open(weights, "rb") as handle:
@@ -53,17 +83,17 @@ def model_fingerprint(model_dir: Path = MODEL_DIR) -> str:
     return digest.hexdigest()
 
 
-def index_path() -> Path:
+def index_path(model: Path = MODEL_DIR) -> Path:
     library_key = hashlib.sha256("+".join(library_specs()).encode()).hexdigest()[:8]
-    return cache_dir() / f"default-index-{model_fingerprint()[:FINGERPRINT_CHARS]}-{library_key}"
+    return cache_dir() / f"default-index-{model_fingerprint(model)[:FINGERPRINT_CHARS]}-{library_key}"
 
 
-def model_and_index(progress: bool = True) -> tuple[Path, Path]:
-    """(model dir, index dir) of the embedded default, building the index on first use."""
+def model_and_index(progress: bool = True, model: Path = MODEL_DIR) -> tuple[Path, Path]:
+    """(model dir, index dir) of an embedded model, building its library index on first use."""
     from inference_server.index import build_index
 
-    index = index_path()
+    index = index_path(model)
     if not (index / "manifest.json").is_file():
         index.parent.mkdir(parents=True, exist_ok=True)
-        build_index(load_library(progress), MODEL_DIR, index, progress=progress)
-    return MODEL_DIR, index
+        build_index(load_library(progress), model, index, progress=progress)
+    return model, index

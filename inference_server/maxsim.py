@@ -36,10 +36,12 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def maxsim_scores(queries: torch.Tensor, docs: torch.Tensor, query_mask: torch.Tensor | None = None,
-                  chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+                  chunk_elements: int = CHUNK_ELEMENTS, softness: float | None = None) -> torch.Tensor:
     """queries (Lq, d) or (B, Lq, d), docs (N, P, d) -> scores (B, N) (B = 1 for one query).
 
     Computed over chunks of docs so the (B, N, Lq, P) similarity tensor never exists whole.
+    softness: replace each token's max by the softmax(cosine / softness)-weighted mean of its
+    cosines (a smooth max for training: the gradient reaches every patch, not only the argmax).
     """
     queries, mask = _as_batch(queries, query_mask)
     docs = docs.to(queries.dtype)
@@ -48,7 +50,8 @@ def maxsim_scores(queries: torch.Tensor, docs: torch.Tensor, query_mask: torch.T
     parts = []
     for start in range(0, docs.shape[0], chunk):
         sims = torch.einsum("bld,npd->bnlp", queries, docs[start:start + chunk])
-        parts.append(_masked_mean(sims.amax(dim=-1), mask.unsqueeze(1)))
+        best = sims.amax(dim=-1) if softness is None else (torch.softmax(sims / softness, dim=-1) * sims).sum(-1)
+        parts.append(_masked_mean(best, mask.unsqueeze(1)))
     if not parts:
         return queries.new_zeros((batch, 0))
     return torch.cat(parts, dim=1)
@@ -64,14 +67,16 @@ def global_scores(queries: torch.Tensor, docs: torch.Tensor,
 
 
 def pooled_scores(queries: torch.Tensor, docs: torch.Tensor, query_mask: torch.Tensor | None = None,
-                  pooling: str = "maxsim") -> torch.Tensor:
-    """Scores with the checkpoint's pooling ("maxsim", "global" or "hybrid") -> (B, N)."""
+                  pooling: str = "maxsim", softness: float | None = None) -> torch.Tensor:
+    """Scores with the checkpoint's pooling ("maxsim", "global" or "hybrid") -> (B, N);
+    softness: MaxSim's smooth max (training only, see maxsim_scores)."""
     if pooling == "maxsim":
-        return maxsim_scores(queries, docs, query_mask)
+        return maxsim_scores(queries, docs, query_mask, softness=softness)
     if pooling == "global":
         return global_scores(queries, docs, query_mask)
     if pooling == "hybrid":
-        return 0.5 * (maxsim_scores(queries, docs, query_mask) + global_scores(queries, docs, query_mask))
+        return 0.5 * (maxsim_scores(queries, docs, query_mask, softness=softness)
+                      + global_scores(queries, docs, query_mask))
     raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
 
 

@@ -64,6 +64,7 @@ class TrainOptions:
     mask_stopwords: bool = False       # stop words ("a", "the", "person", ...) do not count in scores
     text_trainable_layers: int | None = None   # train only the top N text layers (default: the preset's)
     label_positives: bool = True       # same-label takes in a batch are positives of each other
+    train_softness: float | None = None  # MaxSim's smooth max while training (None: the max)
     temperature: float | None = None   # initial temperature of the logit scale (default: the preset's)
     dim: int | None = None             # width of the shared token/patch space (default: the preset's)
     text_model: str | None = None      # override the preset's text model (name or folder)
@@ -436,7 +437,7 @@ class Trainer:
         model = MotionColBert.build(preset, PART_CHANNEL_INDEX, options.pooling, options.pretrained,
                                     options.allow_download, options.mask_punctuation,
                                     options.mlm_weight, options.mlm_captions, options.mask_padding,
-                                    options.temperature, options.mask_stopwords)
+                                    options.temperature, options.mask_stopwords, options.train_softness)
         return model.to(self.device).train(), None
 
     def _wrap(self, model):

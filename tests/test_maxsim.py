@@ -79,3 +79,13 @@ def test_hybrid_is_the_mean_of_maxsim_and_global():
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
     expected = 0.5 * (maxsim_scores(queries, docs, mask) + global_scores(queries, docs, mask))
     assert torch.allclose(pooled_scores(queries, docs, mask, "hybrid"), expected)
+
+
+def test_smooth_max_tends_to_the_max_and_spreads_the_gradient():
+    queries, docs = _unit(2, 4, 8, seed=3), _unit(3, 196, 8, seed=4)
+    hard = maxsim_scores(queries, docs)
+    assert torch.allclose(maxsim_scores(queries, docs, softness=1e-4), hard, atol=1e-4)
+    assert (maxsim_scores(queries, docs, softness=0.5) < hard).all()    # a mean never exceeds the max
+    docs = docs.clone().requires_grad_(True)
+    maxsim_scores(queries, docs, softness=0.1).sum().backward()
+    assert (docs.grad.abs().sum(-1) > 0).float().mean() > 0.9            # nearly every patch gets a gradient

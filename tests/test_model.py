@@ -216,3 +216,15 @@ def test_initial_temperature_sets_the_logit_scale_and_is_stored(tmp_path):
     loaded = load_model(save_checkpoint(model, tmp_path / "ckpt", identity_stats()))
     assert read_config(tmp_path / "ckpt")["model"]["temperature"] == 0.02
     assert torch.equal(loaded.log_scale, model.log_scale) and loaded.config.dim == 24
+
+
+@torch.no_grad()
+def test_the_smooth_max_is_used_only_while_training():
+    from inference_server.maxsim import maxsim_scores
+    torch.manual_seed(0)
+    model = MotionColBert.build(get_preset("test"), PART_CHANNEL_INDEX, train_softness=0.1)
+    text, motion = torch.nn.functional.normalize(torch.randn(2, 5, 32), dim=-1), \
+        torch.nn.functional.normalize(torch.randn(3, 196, 32), dim=-1)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    assert torch.allclose(model.eval().scores(text, mask, motion), maxsim_scores(text, motion, mask))
+    assert torch.allclose(model.train().scores(text, mask, motion), maxsim_scores(text, motion, mask, softness=0.1))

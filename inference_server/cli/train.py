@@ -48,6 +48,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop words (a, the, person, with, ...) do not count in scores")
     parser.add_argument("--text-trainable-layers", type=int, metavar="N",
                         help="train only the top N text-encoder layers (default: the preset's; all)")
+    parser.add_argument("--train-softness", type=float, metavar="S",
+                        help="train MaxSim with a smooth max (softmax over patches at softness S, e.g. 0.05); "
+                        "search always uses the max")
     parser.add_argument("--no-label-positives", dest="label_positives", action="store_false",
                         help="treat other takes of the same labelled action in a batch as negatives")
     parser.add_argument("--no-mask-padding", dest="mask_padding", action="store_false",

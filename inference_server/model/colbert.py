@@ -33,6 +33,9 @@ class ModelConfig:
     temperature: float = DEFAULT_TEMPERATURE
     # Stop words ("a", "the", "person", "with", ...) do not count in the score (text.STOP_WORDS).
     mask_stopwords: bool = False
+    # Training only: MaxSim's max over patches replaced by a softmax-weighted mean at this
+    # softness (cosine units), so early gradients reach every patch; inference uses the max.
+    train_softness: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +61,8 @@ class MotionColBert(nn.Module):
     def build(cls, preset: Preset, part_channels: list[list[int]], pooling: str = "maxsim",
               pretrained: bool | str = False, allow_download: bool = False, mask_punctuation: bool = False,
               mlm_weight: float = 0.2, mlm_captions: int = 16, mask_padding: bool = True,
-              temperature: float = DEFAULT_TEMPERATURE, mask_stopwords: bool = False) -> "MotionColBert":
+              temperature: float = DEFAULT_TEMPERATURE, mask_stopwords: bool = False,
+              train_softness: float | None = None) -> "MotionColBert":
         """A fresh model: the text model's own weights (always), ViT weights only if `pretrained`;
         the text layers below the preset's `text_trainable_layers` frozen."""
         text = TextEncoder.pretrained(preset.text_model, allow_download=allow_download,
@@ -68,7 +72,8 @@ class MotionColBert(nn.Module):
         motion = MotionEncoder(preset.vit, part_channels, preset.vit_overrides, preset.drop_path,
                                pretrained=pretrained, pretrained_tag=preset.vit_pretrained_tag)
         config = ModelConfig(preset.to_dict(), part_channels, pooling, mask_punctuation, mlm_weight, mlm_captions,
-                             mask_padding=mask_padding, temperature=temperature, mask_stopwords=mask_stopwords)
+                             mask_padding=mask_padding, temperature=temperature, mask_stopwords=mask_stopwords,
+                             train_softness=train_softness)
         return cls(text, motion, config)
 
     @property
@@ -89,8 +94,9 @@ class MotionColBert(nn.Module):
 
     def scores(self, text: torch.Tensor, valid_mask: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         # in float32 even under bf16 autocast: bf16 cosines are too coarse once scaled by up to 100
+        softness = self.config.train_softness if self.training else None
         with torch.autocast(text.device.type, enabled=False):
-            return pooled_scores(text.float(), motion.float(), valid_mask, self.pooling)
+            return pooled_scores(text.float(), motion.float(), valid_mask, self.pooling, softness)
 
     def forward(self, angles, input_ids, attention_mask, valid_mask,
                 mlm_input_ids=None, mlm_attention_mask=None, mlm_labels=None, positives=None) -> dict:
