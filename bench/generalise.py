@@ -142,7 +142,7 @@ def query_figures(retriever) -> dict:
     from inference_server.query_set import action_relevance, load_queries, query_metrics, real_library, relevance
     library = real_library(SHARED).items
     queries = load_queries()
-    texts = retriever.embed_texts([query.text for query in queries])
+    texts = retriever.embed_texts([query.query for query in queries])
     scores = retriever.score_embeddings(texts, retriever.embed_motions([item.motion for item in library]))
     figures = {"library": query_metrics(scores, relevance(queries, library), action_relevance(queries, library))}
     held_out = np.array([item.split == "test" for item in library])

@@ -7,6 +7,10 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
 
 from .wire import DEFAULT_ADDRESS
 
+# The embedded default model was trained on Bandai-Namco mocap (CC BY-NC 4.0).
+DEFAULT_MODEL_LICENCE = ("The default model is for non-commercial use only (CC BY-NC 4.0 data); "
+                         "for commercial work run 't2m serve --model permissive'")
+
 BONE_MAP_ITEMS = [
     ("AUTO", "Auto", "Detect the rig's naming (SMPL, Mixamo, Rigify, UE) or guess from names and hierarchy"),
     ("SMPL", "SMPL", "SMPL / SMPL-X joint names (Pelvis, L_Hip, ... or pelvis, left_hip, ...)"),
@@ -44,6 +48,7 @@ class T2MPreferences(bpy.types.AddonPreferences):
         row.prop(self, "timeout")
         row.prop(self, "retries")
         layout.prop(self, "server_command")
+        layout.label(text=DEFAULT_MODEL_LICENCE, icon="INFO")
 
 
 class T2MResult(bpy.types.PropertyGroup):

@@ -11,7 +11,6 @@ import uuid
 
 from bridge.codec import Request
 from bridge.protocol import ProtocolError, RemoteError
-from inference_server.errors import T2MError
 
 
 class LocalBackend:
@@ -40,15 +39,11 @@ def open_backend(server: str | None = None, index: str | None = None, model: str
         from bridge.client import Client
 
         return Client(server, timeout=timeout)
-    if bool(index) != bool(model):
-        raise T2MError("give both --index and --model (or neither, for the embedded default), or --server")
+    from inference_server import default
     from inference_server.engine import Engine
     from inference_server.index import MotionIndex
     from inference_server.retriever import Retriever
 
-    if not index:
-        from inference_server import default
-
-        model, index = default.model_and_index()
+    model, index = default.resolve(model, index)
     retriever = Retriever.load(model, device=device)
     return LocalBackend(Engine(retriever, MotionIndex.load(index, retriever)))

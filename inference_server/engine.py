@@ -76,7 +76,8 @@ class Engine:
 
     def info(self) -> tuple[dict, dict]:
         model = {"name": self.retriever.name, "fingerprint": self.retriever.fingerprint,
-                 "dim": self.retriever.dim, "pooling": self.retriever.pooling}
+                 "dim": self.retriever.dim, "pooling": self.retriever.pooling,
+                 "licence": self.retriever.licence}
         result = {"protocol": PROTOCOL_VERSION, "model": model,
                   "library": {"motions": len(self.index), "captions": len(self._bank_texts)},
                   "device": str(self.retriever.device), "ready": self.ready()}

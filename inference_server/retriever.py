@@ -39,6 +39,8 @@ class Retriever:
         # a model straight from the trainer has no checkpoint yet: no name or fingerprint
         self.name: str = getattr(model, "checkpoint_config", {}).get("name", "motioncolbert")
         self.fingerprint: str = getattr(model, "fingerprint", "")
+        # the weights' one-line licence (pack_default.py writes it), "" when the checkpoint has none
+        self.licence: str = str(getattr(model, "checkpoint_config", {}).get("licence", ""))
         self.dim: int = model.config.dim
         self.pooling: str = model.pooling
 

@@ -96,11 +96,9 @@ def blender_output_to_stderr():
 def run_demo_command(args) -> dict:
     from inference_server import default
 
-    if bool(args.index) != bool(args.model):
-        raise CliError("give both --index and --model, or neither (the embedded default)")
     out = Path(args.out)
+    model, index = default.resolve(args.model, args.index)
     out.mkdir(parents=True, exist_ok=True)
-    model, index = (args.model, args.index) if args.index else default.model_and_index(progress=True)
     address = f"tcp://127.0.0.1:{_free_port()}"
     server = _start_server(address, ["--index", str(index), "--model", str(model)], out / "server.log")
     try:

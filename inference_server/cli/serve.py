@@ -20,7 +20,9 @@ def register(subparsers) -> None:
         description="Serve search, explain, motion, describe and similar over ZeroMQ (protocol: "
                     "INTERFACES.md section 2). With no --index/--model: the embedded default.")
     serve.add_argument("--index", type=Path, metavar="INDEX", help="motion library index (t2m index build)")
-    serve.add_argument("--model", type=Path, metavar="CKPT", help="checkpoint the index was built with")
+    serve.add_argument("--model", metavar="CKPT", help="checkpoint the index was built with, or an embedded "
+                       "model by name: default (non-commercial, trained on real mocap) or permissive "
+                       "(synthetic data only), each with its own library when --index is not given")
     serve.add_argument("--bind", default=DEFAULT_ADDRESS, metavar="ADDR",
                        help=f"ZeroMQ endpoint to bind (default {DEFAULT_ADDRESS})")
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -90,7 +92,11 @@ def run_serve(args: argparse.Namespace) -> dict:
             raise CliError("--allowed-clients needs --curve-secret (client keys are CurveZMQ keys)")
         check_allowed_clients(args.allowed_clients)
     _configure_logging()
-    engine = build_engine(*_model_and_index(args), device=args.device,
+    model, index = _model_and_index(args)
+    from inference_server.default import licence
+    if licence(model):
+        logging.getLogger("t2m.server").info("model licence: %s", licence(model))
+    engine = build_engine(model, index, device=args.device,
                           qdrant=_qdrant_target(args), verify=not args.no_verify)
     server = Server(engine, bind=args.bind, curve_secret=args.curve_secret, insecure=args.insecure,
                     allowed_clients=args.allowed_clients)
@@ -136,16 +142,8 @@ def build_engine(model: Path, index: Path, device: str = "auto", qdrant: tuple[s
 
 
 def _model_and_index(args: argparse.Namespace) -> tuple[Path, Path]:
-    if args.index is not None and args.model is not None:
-        return args.model, args.index
-    if args.index is not None or args.model is not None:
-        raise CliError("pass both --index and --model (or neither, for the embedded default)")
-    try:
-        from inference_server import default
-    except ImportError:
-        raise CliError("no --index/--model given and the embedded default model is not installed; "
-                       "pass --index INDEX --model CKPT") from None
-    return default.model_and_index()
+    from inference_server import default
+    return default.resolve(args.model, args.index)
 
 
 def _qdrant_target(args: argparse.Namespace) -> tuple[str, str] | None:

@@ -29,11 +29,12 @@ from tqdm import tqdm
 from inference_server.errors import DataError, ModelError, T2MError
 from inference_server.index import ivf
 from inference_server.index.quantize import DEFAULT_PQ_SUBSPACES, Codec, PQCodec, make_codec
-from inference_server.index.store import (FORMAT, MANIFEST, MOTIONS, VERSION, folder_bytes, load_array,
-                                          load_codec, read_json, read_manifest)
+from inference_server.index.store import (FORMAT, MANIFEST, MOTIONS, VERSION, file_records, folder_bytes,
+                                          load_array, load_codec, read_json, read_manifest)
 from inference_server.jami import NUM_PATCHES
 
 TMP_MARK = ".tmp-"
+RAW = "raw.npy"    # the build's scratch embeddings, deleted before the swap
 WRITE_CHUNK = 512  # motions encoded at once
 SAMPLE_SEED = 0
 
@@ -96,7 +97,7 @@ def build_index(library, model, out: str | Path, storage: str | None = None, upd
         write_index(tmp, raw, [motion_meta(item, h) for item, h in zip(items, hashes)],
                     [item.motion.positions for item in items], model_info, storage,
                     plan=plan, old=old, pq_subspaces=pq_subspaces, progress=progress)
-        (tmp / "raw.npy").unlink()
+        (tmp / RAW).unlink()
     skipped = list(dataset.skipped) + failures
     embedded = sum(1 for row in plan.new_rows if row >= 0)
     return {"motions": len(items), "embedded": embedded, "reused": len(plan.reused),
@@ -147,7 +148,7 @@ def embed_rows(folder: Path, items: list, retriever, storage: str, batch_size: i
                progress: bool) -> tuple[np.ndarray, list[dict]]:
     """Embed items into folder/raw.npy (n, P, d); a motion the model refuses is listed, not fatal."""
     dtype = np.float32 if storage == "fp32" else np.float16
-    raw = open_memmap(folder / "raw.npy", mode="w+", dtype=dtype, shape=(len(items), NUM_PATCHES, retriever.dim))
+    raw = open_memmap(folder / RAW, mode="w+", dtype=dtype, shape=(len(items), NUM_PATCHES, retriever.dim))
     failures = []
     bar = tqdm(total=len(items), desc="embedding motions", unit="motion", disable=not progress)
     for start in range(0, len(items), batch_size):
@@ -199,6 +200,8 @@ def write_index(folder: Path, raw: np.ndarray, metas: list[dict], positions: lis
     rows = len(metas)
     plan = plan or RowPlan(new_rows=list(range(rows)))
     patches, dim = raw.shape[1], raw.shape[2]
+    if not np.isfinite(raw).all():
+        raise ModelError("the model produced NaN or infinite patch vectors: refusing to write them into an index")
     if quantizers is None:
         quantizers = _old_quantizers(old) if old is not None else train_quantizers(raw, storage, pq_subspaces)
     codes = _write_patch_store(folder, raw, plan, old, quantizers, rows, progress)
@@ -216,6 +219,9 @@ def write_index(folder: Path, raw: np.ndarray, metas: list[dict], positions: lis
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if isinstance(quantizers.codec, PQCodec):
         manifest["pq_subspaces"] = quantizers.codec.subspaces
+    # sizes + sha256 of the index's own files (not the build's scratch raw.npy): verify() checks them
+    manifest["files"] = file_records(folder, sorted(path.name for path in folder.iterdir()
+                                                    if path.is_file() and path.name not in (MANIFEST, RAW)))
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return quantizers
 
