@@ -16,7 +16,7 @@ Figures:
   + mirrors, inference_server.query_set), and over its held-out part only (test-split clips).
 - grounding: inference_server.grounding on the Bandai test split's sided clips (+ mirrors).
 
-Usage: bench/generalise.py [--runs NAME ...] [--work DIR] [--out JSON] [--no-train]
+Usage: bench/generalise.py [--runs NAME ...] [--work DIR] [--out JSON] [--no-train] [--markdown]
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ BANDAI = f"bandai:{SHARED / 'bandai-namco'}"
 BANDAI_1 = f"bandai:{SHARED / 'bandai-namco' / 'dataset-1'}"
 BANDAI_2 = f"bandai:{SHARED / 'bandai-namco' / 'dataset-2-subset'}"
 SYNTHETIC_RICH, SYNTHETIC, DEEPMIMIC = "synthetic:2000:0:rich", "synthetic:1000:0", "deepmimic"
-OLD_DEFAULT = ROOT / "inference_server" / "default" / "model"
+OLD_DEFAULT = ROOT / "inference_server" / "default" / "permissive"   # the default before the real-data one
 
 TESTS = {
     "bandai@test": f"{BANDAI}@test",
@@ -153,6 +153,34 @@ def query_figures(retriever) -> dict:
     return figures
 
 
+def markdown(results: dict) -> str:
+    """The README tables: held-out tests per run, the animator queries, the grounding."""
+    runs = results["runs"]
+    lines = ["| run | test (caption rule) | n | t2m R@1 | R@5 | R@10 (chance) | MedR (chance) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, entry in runs.items():
+        for test, figures in entry.get("tests", {}).items():
+            t2m, chance = figures["t2m"], figures["chance_t2m"]
+            lines.append(f"| {name} | {test} | {figures['n']} | {t2m['R@1']:.1f} | {t2m['R@5']:.1f} | "
+                         f"{t2m['R@10']:.1f} ({chance['R@10']:.1f}) | {t2m['MedR']:.1f} ({chance['MedR']:.1f}) |")
+    lines += ["", "| run | library | queries | R@1 | R@5 | R@10 (chance) | nDCG@10 (chance) | action@3 (chance) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, entry in runs.items():
+        for library, q in entry.get("queries", {}).items():
+            lines.append(f"| {name} | {library} ({q['n_clips']} clips) | {q['n_queries']} | {q['R@1']:.1f} | "
+                         f"{q['R@5']:.1f} | {q['R@10']:.1f} ({q['R@10 chance']:.1f}) | "
+                         f"{q['nDCG@10']:.1f} ({q['nDCG@10 chance']:.1f}) | "
+                         f"{q['action@3']:.1f} ({q['action@3 chance']:.1f}) |")
+    lines += ["", "| run | sided clips | side word on that side | limb word | both | chance per word |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, entry in runs.items():
+        g = entry.get("grounding_bandai_test", {})
+        if g.get("clips"):
+            lines.append(f"| {name} | {g['clips']} | {g['side_word']:.1f} | {g['limb_word']:.1f} | "
+                         f"{g['both']:.1f} | {g['chance_per_word']:.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS) + ["old_default"])
@@ -161,7 +189,11 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-train", dest="train", action="store_false",
                         help="evaluate finished runs only (skip the ones not trained yet)")
+    parser.add_argument("--markdown", action="store_true", help="print the tables of --out and stop")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
     for name in args.runs:

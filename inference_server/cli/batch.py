@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     batch.add_argument("--format", default="fbx", choices=["fbx", "bvh", "blend"])
     batch.add_argument("--server", help="ask a running server (tcp://HOST:PORT) instead of loading the model here")
     batch.add_argument("--index", help="motion library index (in-process; default: the embedded default)")
-    batch.add_argument("--model", help="checkpoint for --index")
+    batch.add_argument("--model", help="checkpoint for --index, or an embedded model: default, permissive")
     batch.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_json_flag(batch)
     batch.set_defaults(handler=run_batch_command)
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     demo.add_argument("--prompt", action="append", dest="prompts",
                       help="a prompt (repeatable; default: a built-in set, one of them compositional)")
     demo.add_argument("--index", help="serve this index instead of the embedded default library")
-    demo.add_argument("--model", help="checkpoint for --index")
+    demo.add_argument("--model", help="checkpoint for --index, or an embedded model: default, permissive")
     add_json_flag(demo)
     demo.set_defaults(handler=run_demo_command)
 

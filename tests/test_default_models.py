@@ -1,0 +1,45 @@
+"""The embedded models: names, licences, packing, and how --model/--index resolve."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inference_server import default
+from inference_server.errors import ModelError
+from inference_server.model import create_checkpoint
+from inference_server.retriever import Retriever
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_both_embedded_models_ship_with_a_licence_line():
+    assert set(default.EMBEDDED) == {"default", "permissive"}
+    for name, folder in default.EMBEDDED.items():
+        assert (folder / "model.safetensors").is_file() and (folder / "MODEL_CARD.md").is_file(), name
+        assert (folder / "model.safetensors").stat().st_size <= 60 * 2**20
+    assert "non-commercial" in default.licence(default.EMBEDDED["default"])
+    assert "CC BY-NC" in default.licence(default.EMBEDDED["default"])
+    assert "commercial use allowed" in default.licence(default.EMBEDDED["permissive"])
+
+
+def test_model_and_index_options_resolve_or_say_what_is_missing(tmp_path):
+    assert default.resolve("permissive", tmp_path) == (default.EMBEDDED["permissive"], tmp_path)
+    assert default.resolve(str(tmp_path / "ckpt"), tmp_path) == (tmp_path / "ckpt", tmp_path)
+    with pytest.raises(ModelError, match="needs --index"):
+        default.resolve(str(tmp_path / "ckpt"), None)
+    with pytest.raises(ModelError, match="give --model"):
+        default.resolve(None, tmp_path)
+
+
+def test_packing_writes_half_weights_name_and_licence(tmp_path):
+    checkpoint = create_checkpoint(tmp_path / "ckpt", preset="test")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_default.py"), str(checkpoint), str(tmp_path / "packed"),
+                    "--name", "unit-model", "--licence", "CC0 for the test"], check=True)
+    config = json.loads((tmp_path / "packed" / "config.json").read_text())
+    assert config["name"] == "unit-model" and config["licence"] == "CC0 for the test"
+    assert (tmp_path / "packed" / "model.safetensors").stat().st_size < 0.6 * (checkpoint / "model.safetensors").stat().st_size
+    retriever = Retriever.load(tmp_path / "packed", device="cpu")
+    assert retriever.licence == "CC0 for the test" and retriever.name == "unit-model"
+    assert default.licence(tmp_path / "packed") == "CC0 for the test" and default.licence(tmp_path) == ""
