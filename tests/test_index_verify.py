@@ -146,3 +146,54 @@ def test_codes_out_of_range_are_refused_by_the_full_check(copy):
     codes[2, 5] = 30000
     np.save(copy / "centroid_codes.npy", codes)
     assert "centroid_codes.npy" in refused(copy, full=True)
+
+
+# ------------------------------------------------------------------ `t2m index verify`
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """An index written by `t2m index build` with a test-preset checkpoint (it records sha256s)."""
+    import torch
+
+    from inference_server.cli import main as t2m_main
+    from inference_server.model import create_checkpoint
+
+    torch.set_num_threads(2)
+    folder = tmp_path_factory.mktemp("cli-verify")
+    model = create_checkpoint(folder / "ckpt", preset="test", seed=0)
+    assert t2m_main(["index", "build", "synthetic:6:3", "--model", str(model), "--out", str(folder / "index"),
+                     "--device", "cpu", "--json"]) == 0
+    return folder / "index"
+
+
+@pytest.mark.timeout(240)
+def test_cli_verify_passes_a_built_index_and_checks_its_hashes(built, capsys):
+    from inference_server.cli import main as t2m_main
+
+    capsys.readouterr()
+    assert t2m_main(["index", "verify", str(built), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"motions", "files", "bytes", "hashed"}
+    assert result["motions"] == 6 and result["hashed"] > 0 and result["bytes"] > 0
+    assert t2m_main(["index", "verify", str(built), "--no-hashes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hashed"] == 0
+    assert t2m_main(["index", "verify", str(built)]) == 0  # plain output: one "key: value" line each
+    assert "hashed: " in capsys.readouterr().out
+
+
+@pytest.mark.timeout(240)
+def test_cli_verify_fails_in_one_line_naming_a_changed_file(built, tmp_path, capsys):
+    from inference_server.cli import main as t2m_main
+
+    folder = tmp_path / "index"
+    shutil.copytree(built, folder)
+    data = bytearray((folder / "patches.npy").read_bytes())
+    data[-2] ^= 0x01  # the lowest mantissa bit of the last fp16: same size, still finite
+    (folder / "patches.npy").write_bytes(bytes(data))
+    capsys.readouterr()
+    assert t2m_main(["index", "verify", str(folder), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "patches.npy" in captured.err and "sha256" in captured.err
+    # without hashes the same-size, finite change goes unseen: that is what --no-hashes trades away
+    assert t2m_main(["index", "verify", str(folder), "--no-hashes", "--json"]) == 0
