@@ -428,7 +428,8 @@ def test_qdrant_backend_answers_like_the_local_index(library, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["serve", "--index", "somewhere"], "pass both --index and --model"),
+    (["serve", "--index", "somewhere"], "give --model CKPT with --index INDEX"),
+    (["serve", "--model", "/no/such/ckpt"], "needs --index INDEX"),
     (["serve", "--index", "a", "--model", "b", "--qdrant", "http://localhost:6333"], "go together"),
     (["serve", "--curve-secret", "/nonexistent/server.key_secret"], "cannot read the CurveZMQ key file"),
 ])
