@@ -23,7 +23,8 @@ from bpy.props import BoolProperty, IntProperty, StringProperty
 from . import bonemap, colors, retarget
 from .errors import AddonError
 from .props import addon_preferences
-from .wire import Client, ProtocolError, RemoteError, ServerUnreachable, zmq_error_type
+from .wire import (Client, ProtocolError, RemoteError, ServerUnreachable, read_public_key, read_secret_key,
+                   zmq_error_type)
 
 TIMER_INTERVAL = 0.05
 DEFAULT_TIMEOUT = 5.0
@@ -47,28 +48,56 @@ _server_process: list = []                     # the local server started from t
 
 # ---------------------------------------------------------------- connection
 
-def _client_settings(scene) -> tuple[str, float, int]:
+def _client_settings(scene) -> tuple[str, float, int, str, str]:
+    """(address, timeout, retries, client secret key file, server public key file)."""
     prefs = addon_preferences()
     address = scene.t2m.server.strip() or (prefs.default_server if prefs else "")
     timeout = prefs.timeout if prefs else DEFAULT_TIMEOUT
     retries = prefs.retries if prefs else DEFAULT_RETRIES
-    return address, timeout, retries
+    client_secret = _key_path(prefs.client_secret_key) if prefs else ""
+    server_public = _key_path(prefs.server_public_key) if prefs else ""
+    return address, timeout, retries, client_secret, server_public
+
+
+def _key_path(path: str) -> str:
+    path = path.strip()
+    return bpy.path.abspath(path) if path else ""
+
+
+def _client_keys(client_secret: str, server_public: str) -> dict:
+    """Client(...) keyword arguments for the optional CurveZMQ keys of the preferences:
+    none when both are empty (the default; a local server needs no keys)."""
+    if not client_secret and not server_public:
+        return {}
+    if not server_public:
+        raise AddonError("a client secret key needs the server's public key file (server.key): "
+                         "set both in the add-on preferences, or neither")
+    keys = {}
+    try:
+        keys["server_key"] = read_public_key(server_public)
+        if client_secret:
+            read_secret_key(client_secret)  # a readable pair: the error names the file now
+            keys["client_key"] = client_secret
+    except (OSError, ValueError) as error:
+        raise AddonError(f"unusable CurveZMQ key file in the add-on preferences: {error}") from None
+    return keys
 
 
 def _client_for(scene) -> Client:
-    """The shared client, remade when the address or the timeouts changed."""
+    """The shared client, remade when the address, the timeouts or the keys changed."""
     key = _client_settings(scene)
     if _connection["client"] is not None and _connection["key"] == key:
         return _connection["client"]
     close_client()
-    address, timeout, retries = key
+    address, timeout, retries, client_secret, server_public = key
     if not address:
         raise AddonError("no server address: set one in the T2M panel")
     if not bpy.app.online_access and not is_loopback(address):
         raise AddonError(f"{address} is on another machine and Blender's online access is off "
                          "(Preferences > System > Network > Allow Online Access)")
+    keys = _client_keys(client_secret, server_public)
     try:
-        client = Client(address, timeout=timeout, retries=retries)
+        client = Client(address, timeout=timeout, retries=retries, **keys)
     except (zmq_error_type(), ValueError) as error:
         raise AddonError(f"invalid server address {address!r}: {error}") from None
     _connection.update(client=client, key=key)

@@ -40,6 +40,16 @@ class T2MPreferences(bpy.types.AddonPreferences):
     server_command: StringProperty(
         name="Server command", default="",
         description="A command that starts a local server, e.g. 't2m serve --bind tcp://127.0.0.1:5557'")
+    # Optional CurveZMQ keys for a server started with --curve-secret (and --allowed-clients).
+    # Both empty (the default): no encryption, as a local server needs none.
+    client_secret_key: StringProperty(
+        name="Client secret key", default="", subtype="FILE_PATH",
+        description="This client's key pair: the NAME.key_secret file of 't2m keys generate --name NAME' "
+                    "(the server admits it with 't2m keys allow NAME.key'). Empty: no client key")
+    server_public_key: StringProperty(
+        name="Server public key", default="", subtype="FILE_PATH",
+        description="The server's public key file (server.key of 't2m keys generate'), to encrypt with "
+                    "CurveZMQ. Empty: no encryption (a local server)")
 
     def draw(self, context):
         layout = self.layout
@@ -48,6 +58,10 @@ class T2MPreferences(bpy.types.AddonPreferences):
         row.prop(self, "timeout")
         row.prop(self, "retries")
         layout.prop(self, "server_command")
+        keys = layout.box()
+        keys.label(text="Client keys (CurveZMQ, for a remote server; leave empty for a local one)", icon="LOCKED")
+        keys.prop(self, "server_public_key")
+        keys.prop(self, "client_secret_key")
         layout.label(text=DEFAULT_MODEL_LICENCE, icon="INFO")
 
 

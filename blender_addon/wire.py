@@ -27,6 +27,8 @@ ServerUnreachable = _protocol.ServerUnreachable
 UNREACHABLE = _protocol.UNREACHABLE
 DEFAULT_ADDRESS = _protocol.DEFAULT_ADDRESS
 ProtocolError = _protocol.ProtocolError
+read_public_key = _client.read_public_key
+read_secret_key = _client.read_secret_key
 
 
 def zmq_error_type():
