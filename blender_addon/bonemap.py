@@ -37,14 +37,9 @@ def _skeleton_map_module():
 
 skeleton_map = _skeleton_map_module()
 
-# Copied from inference_server.motion (the add-on must not import the server package).
-SMPL22_JOINTS = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-]
-SMPL22_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
+# the shared mapper's (the add-on must not import the server package)
+SMPL22_JOINTS = skeleton_map.SMPL22_JOINTS
+SMPL22_PARENTS = skeleton_map.SMPL22_PARENTS
 JOINT_INDEX = {name: i for i, name in enumerate(SMPL22_JOINTS)}
 
 
