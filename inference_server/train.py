@@ -168,11 +168,11 @@ def load_splits(options: TrainOptions) -> list[Source]:
     val_items = None
     if options.val:
         val_items = _captioned(load_spec(options.val, progress=options.progress), "validation", "(pass --val SPEC)")
-    sources = []
-    for spec, weight in sources_of(options.data):
+    sources, specs = [], sources_of(options.data)
+    for spec, weight in specs:
         dataset = load_spec(spec, progress=options.progress)
         unsplit = set(dataset.splits()) == {"none"}
-        if options.val or (unsplit and len(sources_of(options.data)) > 1):
+        if options.val or (unsplit and len(specs) > 1):
             # with --val, or a source without splits (DeepMimic) in a mix: all of it trains
             train, own_val = dataset, val_items or []
         elif parse_spec(spec).split:

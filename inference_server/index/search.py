@@ -84,7 +84,8 @@ def exact_search(store, queries: list[torch.Tensor], k: int, rows: torch.Tensor 
     """Exact top-k (scores, rows) per query over the whole store, or over `rows` only.
     hybrid: the score is the mean of MaxSim and the cosine of the mean token and mean patch."""
     packed, averaging = pack_queries(queries)
-    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1)
+    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1) \
+        if hybrid else None
     device = packed.device
     total = len(store) if rows is None else len(rows)
     budget = CHUNK_BYTES if device.type == "cpu" else GPU_CHUNK_BYTES
@@ -121,7 +122,8 @@ def pooled_vectors(store) -> torch.Tensor:
 def global_search(pooled: torch.Tensor, queries: list[torch.Tensor], k: int,
                   rows: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Top-k by the global-pooling baseline: cosine of the mean token and the mean patch."""
-    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1)
+    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1) \
+        if hybrid else None
     candidates = pooled if rows is None else pooled[rows.to(pooled.device)]
     scores, order = (texts @ candidates.T).topk(min(k, len(candidates)), dim=1)
     found = order if rows is None else rows.to(pooled.device)[order]
