@@ -122,8 +122,7 @@ def pooled_vectors(store) -> torch.Tensor:
 def global_search(pooled: torch.Tensor, queries: list[torch.Tensor], k: int,
                   rows: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Top-k by the global-pooling baseline: cosine of the mean token and the mean patch."""
-    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1) \
-        if hybrid else None
+    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1)
     candidates = pooled if rows is None else pooled[rows.to(pooled.device)]
     scores, order = (texts @ candidates.T).topk(min(k, len(candidates)), dim=1)
     found = order if rows is None else rows.to(pooled.device)[order]
