@@ -65,6 +65,7 @@ class TrainOptions:
     text_trainable_layers: int | None = None   # train only the top N text layers (default: the preset's)
     label_positives: bool = True       # same-label takes in a batch are positives of each other
     train_softness: float | None = None  # MaxSim's smooth max while training (None: the max)
+    grounding_weight: float = 0.0      # side-grounding loss ("left hand" -> left arm); 0: off
     temperature: float | None = None   # initial temperature of the logit scale (default: the preset's)
     dim: int | None = None             # width of the shared token/patch space (default: the preset's)
     text_model: str | None = None      # override the preset's text model (name or folder)
@@ -437,7 +438,8 @@ class Trainer:
         model = MotionColBert.build(preset, PART_CHANNEL_INDEX, options.pooling, options.pretrained,
                                     options.allow_download, options.mask_punctuation,
                                     options.mlm_weight, options.mlm_captions, options.mask_padding,
-                                    options.temperature, options.mask_stopwords, options.train_softness)
+                                    options.temperature, options.mask_stopwords, options.train_softness,
+                                    options.grounding_weight)
         return model.to(self.device).train(), None
 
     def _wrap(self, model):
@@ -455,7 +457,7 @@ class Trainer:
         torch.manual_seed(options.seed * 100_003 + epoch * 101 + self.info.rank)
         generator = torch.Generator().manual_seed(options.seed * 7919 + epoch * 13 + self.info.rank)
         batches = epoch_batches(*self.mix, options.batch_size, options.seed, epoch, self.info)
-        sums, samples, started = {"loss": 0.0, "contrastive": 0.0, "mlm": 0.0}, 0, time.perf_counter()
+        sums, samples, started = {"loss": 0.0, "contrastive": 0.0, "mlm": 0.0, "grounding": 0.0}, 0, time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{options.epochs}", file=sys.stderr,
                    disable=not (options.progress and self.info.main))
         for indices in bar:
@@ -477,6 +479,7 @@ class Trainer:
 
     def _step(self, wrapped, model, optimizer, items, indices, rng, generator) -> dict:
         options = self.options
+        from inference_server.model.grounding_loss import grounding_targets
         angles, captions, positives = sample_batch(items, indices, rng, options.mirror_prob)
         tokens = model.text.tokenize(captions)
         device = self.device
@@ -485,16 +488,21 @@ class Trainer:
         if options.mlm_weight > 0 and count > 0:
             masked, labels = model.text.mask_tokens(tokens.input_ids[:count], tokens.special_mask[:count], generator)
             mlm = [masked.to(device), tokens.attention_mask[:count].to(device), labels.to(device)]
+        grounding = None
+        if options.grounding_weight > 0:
+            pieces = [model.text.tokenizer.convert_ids_to_tokens(row) for row in tokens.input_ids.tolist()]
+            grounding = grounding_targets(pieces, tokens.valid_mask).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = wrapped(torch.from_numpy(angles).to(device), tokens.input_ids.to(device),
                           tokens.attention_mask.to(device), tokens.valid_mask.to(device), *mlm,
-                          torch.from_numpy(positives).to(device) if options.label_positives else None)
+                          torch.from_numpy(positives).to(device) if options.label_positives else None, grounding)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], options.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return {"loss": float(out["loss"].detach()), "contrastive": float(out["contrastive"]),
-                "mlm": 0.0 if out["mlm"] is None else float(out["mlm"])}
+                "mlm": 0.0 if out["mlm"] is None else float(out["mlm"]),
+                "grounding": 0.0 if out["grounding"] is None else float(out["grounding"])}
 
     def _end_epoch(self, model, optimizer, stats, epoch, log, val_sets) -> None:
         """Rank 0 validates (each source) and writes best/ and last/; the others wait."""

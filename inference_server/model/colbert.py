@@ -9,6 +9,7 @@ from torch import nn
 
 from inference_server.jami import BAND, PART_NAMES, WINDOWS
 from inference_server.maxsim import POOLINGS, pooled_scores
+from inference_server.model.grounding_loss import grounding_loss
 from inference_server.model.loss import contrastive_loss, initial_log_scale, total_loss
 from inference_server.model.motion import MotionEncoder
 from inference_server.model.presets import DEFAULT_TEMPERATURE, Preset
@@ -36,6 +37,9 @@ class ModelConfig:
     # Training only: MaxSim's max over patches replaced by a softmax-weighted mean at this
     # softness (cosine units), so early gradients reach every patch; inference uses the max.
     train_softness: float | None = None
+    # Weight of the side-grounding loss (model/grounding_loss.py): "left hand" aligns to the
+    # left arm. 0 (absent): off, how checkpoints made before this option were trained.
+    grounding_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,7 +66,7 @@ class MotionColBert(nn.Module):
               pretrained: bool | str = False, allow_download: bool = False, mask_punctuation: bool = False,
               mlm_weight: float = 0.2, mlm_captions: int = 16, mask_padding: bool = True,
               temperature: float = DEFAULT_TEMPERATURE, mask_stopwords: bool = False,
-              train_softness: float | None = None) -> "MotionColBert":
+              train_softness: float | None = None, grounding_weight: float = 0.0) -> "MotionColBert":
         """A fresh model: the text model's own weights (always), ViT weights only if `pretrained`;
         the text layers below the preset's `text_trainable_layers` frozen."""
         text = TextEncoder.pretrained(preset.text_model, allow_download=allow_download,
@@ -73,7 +77,7 @@ class MotionColBert(nn.Module):
                                pretrained=pretrained, pretrained_tag=preset.vit_pretrained_tag)
         config = ModelConfig(preset.to_dict(), part_channels, pooling, mask_punctuation, mlm_weight, mlm_captions,
                              mask_padding=mask_padding, temperature=temperature, mask_stopwords=mask_stopwords,
-                             train_softness=train_softness)
+                             train_softness=train_softness, grounding_weight=grounding_weight)
         return cls(text, motion, config)
 
     @property
@@ -99,9 +103,11 @@ class MotionColBert(nn.Module):
             return pooled_scores(text.float(), motion.float(), valid_mask, self.pooling, softness)
 
     def forward(self, angles, input_ids, attention_mask, valid_mask,
-                mlm_input_ids=None, mlm_attention_mask=None, mlm_labels=None, positives=None) -> dict:
+                mlm_input_ids=None, mlm_attention_mask=None, mlm_labels=None, positives=None,
+                grounding_targets=None) -> dict:
         """One training step's losses; everything goes through forward so DDP sees all parameters.
-        `positives` (B, B) bool: pairs that match besides the diagonal (see contrastive_loss)."""
+        `positives` (B, B) bool: pairs that match besides the diagonal (see contrastive_loss);
+        `grounding_targets` (B, L, 14) bool: the side-grounding loss's parts per word."""
         text = self.encode_text(input_ids, attention_mask)
         motion = self.encode_motion(angles)
         contrastive = contrastive_loss(self.scores(text, valid_mask, motion), self.log_scale, positives)
@@ -109,8 +115,14 @@ class MotionColBert(nn.Module):
         if mlm_input_ids is not None and self.config.mlm_weight > 0:
             mlm = self.text.mlm_loss(mlm_input_ids, mlm_attention_mask, mlm_labels)
         loss = total_loss(contrastive, mlm, self.config.mlm_weight)
+        grounding = None
+        if grounding_targets is not None and self.config.grounding_weight > 0:
+            grounding = grounding_loss(text, motion, grounding_targets)
+            if grounding is not None:
+                loss = loss + self.config.grounding_weight * grounding
         return {"loss": loss, "contrastive": contrastive.detach(),
-                "mlm": None if mlm is None else mlm.detach()}
+                "mlm": None if mlm is None else mlm.detach(),
+                "grounding": None if grounding is None else grounding.detach()}
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Trainable named parameters by learning-rate group: motion encoder, text encoder, heads."""
