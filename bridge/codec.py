@@ -29,6 +29,7 @@ from .protocol import (
     UNSUPPORTED_VERSION,
     ProtocolError,
     RemoteError,
+    is_unicode,
 )
 
 Frames = list  # list of bytes-like objects (bytes, memoryview, zmq.Frame)
@@ -170,15 +171,6 @@ def peek_id(frames: Frames) -> str | None:
     except UnicodeDecodeError:
         return None
     return request_id if len(request_id) <= MAX_ID_CHARS else None
-
-
-def is_unicode(text: str) -> bool:
-    """False for a str holding a lone UTF-16 surrogate (JSON's "\\ud800"), which no UTF-8 can carry."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def json_depth_exceeds(value, limit: int = MAX_JSON_DEPTH) -> bool:

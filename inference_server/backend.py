@@ -2,8 +2,9 @@
 
 Batch and demo jobs (which run in bpy) take any object with
 `call(op, args=None, arrays=None) -> (result, arrays)`: a bridge.client.Client talking
-to a server, or a LocalBackend that runs the same ops in-process with the same argument
-checks and the same errors (bridge.protocol.RemoteError) as the server.
+to a server, or a LocalBackend that runs the same ops in-process through the server's own
+dispatch (server.call_op: the op table's checks, then the engine), with the same errors
+(bridge.protocol.RemoteError) as a client gets from the server.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import uuid
 
 from bridge.codec import Request
 from bridge.protocol import ProtocolError, RemoteError
+from inference_server.server import call_op
 
 
 class LocalBackend:
@@ -20,8 +22,6 @@ class LocalBackend:
         self.engine = engine
 
     def call(self, op: str, args: dict | None = None, arrays: dict | None = None, timeout=None):
-        from inference_server.server import call_op
-
         request = Request(uuid.uuid4().hex, op, dict(args or {}), dict(arrays or {}))
         try:
             return call_op(self.engine, request)

@@ -15,9 +15,8 @@ import time
 import numpy as np
 import torch
 
-from bridge.codec import is_unicode
-from bridge.protocol import (BAD_REQUEST, DEFAULT_K, MAX_FPS, MAX_FRAMES, MAX_K, MAX_RESAMPLED_FRAMES, MAX_TEXT_CHARS,
-                             MIN_FPS, NOT_FOUND, OPS, PROTOCOL_VERSION, ProtocolError)
+from bridge.protocol import (BAD_REQUEST, DEFAULT_K, DESCRIBE_K, MAX_FRAMES, MAX_RESAMPLED_FRAMES, NOT_FOUND, OPS,
+                             PROTOCOL_VERSION, ProtocolError, check_fps, check_k, check_motion_id, check_text)
 from inference_server.errors import DataError
 from inference_server.jami import BAND, FPS, PART_NAMES
 from inference_server.maxsim import pooled_scores, token_patch_relevance
@@ -25,7 +24,6 @@ from inference_server.motion import Motion
 
 log = logging.getLogger("t2m.server")
 
-DESCRIBE_K = 5
 MAX_DESCRIBE_FRAMES = MAX_FRAMES  # ten minutes at 60 fps (9.5 MB of float32)
 # `similar` takes the index's two-stage fast path from this many motions on (its query has up
 # to 196 vectors: exact MaxSim over a few thousand motions takes seconds on a CPU).
@@ -165,8 +163,7 @@ class Engine:
     # ---------------------------------------------------------------- helpers
 
     def _row(self, motion_id) -> int:
-        if not isinstance(motion_id, str):
-            raise ProtocolError(BAD_REQUEST, f"motion_id must be a string, not {type(motion_id).__name__}")
+        check_motion_id(motion_id)
         try:
             return self.index.row(motion_id)
         except KeyError:
@@ -351,26 +348,7 @@ def _embed_skipping_empty(retriever, texts: list[str]) -> list:
         return results
 
 
-# ---------------------------------------------------------------- validation and small facts
-
-def check_text(text) -> str:
-    if not isinstance(text, str):
-        raise ProtocolError(BAD_REQUEST, f"text must be a string, not {type(text).__name__}")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ProtocolError(BAD_REQUEST, f"text of {len(text)} characters exceeds the limit of "
-                                         f"{MAX_TEXT_CHARS} (MAX_TEXT_CHARS)")
-    if not text.strip():
-        raise ProtocolError(BAD_REQUEST, "text is empty")
-    if not is_unicode(text):
-        raise ProtocolError(BAD_REQUEST, "text holds a lone UTF-16 surrogate: not a Unicode string")
-    return text
-
-
-def check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise ProtocolError(BAD_REQUEST, f"k must be an integer from 1 to {MAX_K}, not {k!r}")
-    return k
-
+# ---------------------------------------------------------------- small facts
 
 # Label keys that describe what a motion shows (others, like "rig" or "take", do not).
 DESCRIPTIVE_LABELS = ("content", "style", "action", "actions", "clip")
@@ -398,9 +376,7 @@ def _motion_from_wire(positions, fps) -> Motion:
     """A Motion from describe's arguments, every bound checked before any allocation."""
     if fps is None:
         raise ProtocolError(BAD_REQUEST, "describe with the array positions needs fps")
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not MIN_FPS <= fps <= MAX_FPS:
-        raise ProtocolError(BAD_REQUEST, f"fps must be a number from {MIN_FPS:g} to {MAX_FPS:g} "
-                                         f"(MIN_FPS, MAX_FPS), not {fps!r}")
+    check_fps(fps)
     positions = np.asarray(positions)
     if positions.ndim != 3 or positions.shape[1:] != (22, 3) or not 1 <= positions.shape[0] <= MAX_DESCRIBE_FRAMES:
         raise ProtocolError(BAD_REQUEST, f"positions must be (T, 22, 3) SMPL-22 joints with 1 <= T <= "

@@ -28,7 +28,6 @@ One log line per request (op, id, milliseconds, ok or error code).
 from __future__ import annotations
 
 import collections
-import ipaddress
 import logging
 import os
 import queue
@@ -36,11 +35,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import zmq
 
 from bridge.codec import Request, decode_request, encode_error, encode_reply, peek_id
+from bridge.endpoints import is_loopback
 from bridge.protocol import (
     BAD_REQUEST,
     BUSY,
@@ -48,23 +47,14 @@ from bridge.protocol import (
     DEFAULT_K,
     INTERNAL,
     MAX_MESSAGE_BYTES,
+    OPS,
     RETRY_AFTER_S,
-    UNKNOWN_OP,
     ProtocolError,
+    check_request,
 )
 from inference_server.errors import T2MError
 
 log = logging.getLogger("t2m.server")
-
-# op -> (required args, optional args, accepted array names)
-SIGNATURES = {
-    "info": ((), (), ()),
-    "search": (("text",), ("k",), ()),
-    "explain": (("text", "motion_id"), (), ()),
-    "motion": (("motion_id",), (), ()),
-    "describe": ((), ("motion_id", "fps", "k"), ("positions",)),
-    "similar": (("motion_id",), ("k",), ()),
-}
 
 # zmq drops (without a reply) single frames above this; anything between MAX_MESSAGE_BYTES
 # and it still gets a too_large reply. It only bounds the memory a hostile peer can use.
@@ -85,6 +75,8 @@ class LaneConfig:
     batch: bool = False  # take every waiting request at once (search micro-batching)
 
 
+# Ops the socket loop answers itself (cheap, and they must answer while every lane is full).
+INLINE_OPS = ("info",)
 DEFAULT_LANES = (
     LaneConfig("search", ("search",), capacity=1024, batch=True),
     LaneConfig("fetch", ("motion",), capacity=512),
@@ -190,6 +182,7 @@ class Server:
                  insecure: bool = False, max_batch: int = 64, allowed_clients: str | Path | None = None,
                  lanes: tuple[LaneConfig, ...] = DEFAULT_LANES, peer_backlog: int = PEER_BACKLOG):
         check_bind_security(bind, curve_secret, insecure)
+        check_lanes(tuple(lanes))
         if allowed_clients is not None and curve_secret is None:
             raise ServerConfigError("an allow-list of client keys needs CurveZMQ: pass --curve-secret too")
         self.engine = engine
@@ -289,9 +282,8 @@ class Server:
             if item.request is None:
                 self._reply_error(socket, item, item.error)
                 return
-            _check_args(item.request)
-            op = item.request.op
-            if op == "info":
+            op = check_request(item.request.op, item.request.args, item.request.arrays).name
+            if op in INLINE_OPS:
                 self._send(socket, self._answer(item))
                 return
             if len(self._backlogs.get(item.peer, ())) >= self.peer_backlog:
@@ -593,45 +585,24 @@ def _peek(body) -> str | None:
 
 
 def call_op(engine, request: Request) -> tuple[dict, dict]:
-    """Check the request's arguments against the op's signature and call the engine."""
-    _check_args(request)
-    kwargs = dict(request.args)
-    kwargs.update(request.arrays)
-    return getattr(engine, request.op)(**kwargs)
+    """Check the request against the op table (bridge.protocol.OPS) and call the engine's
+    method of the same name with the arguments and arrays the request carries."""
+    op = check_request(request.op, request.args, request.arrays)
+    return getattr(engine, op.name)(**request.args, **request.arrays)
 
 
-def _check_args(request: Request) -> None:
-    if request.op not in SIGNATURES:
-        raise ProtocolError(UNKNOWN_OP, f"unknown op {request.op[:100]!r}; known: {', '.join(SIGNATURES)}")
-    required, optional, array_names = SIGNATURES[request.op]
-    missing = [name for name in required if name not in request.args]
-    if missing:
-        raise ProtocolError(BAD_REQUEST, f"{request.op} needs argument(s) {', '.join(missing)}")
-    unknown = sorted(set(request.args) - set(required) - set(optional))
-    if unknown:
-        raise ProtocolError(BAD_REQUEST, f"{request.op} takes no argument(s) "
-                                         f"{', '.join(u[:100] for u in unknown[:10])}")
-    unknown_arrays = sorted(set(request.arrays) - set(array_names))
-    if unknown_arrays:
-        raise ProtocolError(BAD_REQUEST, f"{request.op} takes no array(s) "
-                                         f"{', '.join(u[:100] for u in unknown_arrays[:10])}")
+def check_lanes(lanes: tuple[LaneConfig, ...]) -> None:
+    """Every op of the table has exactly one home: answered inline or by one lane."""
+    routed = [op for lane in lanes for op in lane.ops] + list(INLINE_OPS)
+    unknown = sorted(set(routed) - set(OPS))
+    twice = sorted({op for op in routed if routed.count(op) > 1})
+    unrouted = [op for op in OPS if op not in routed]
+    if unknown or twice or unrouted:
+        raise ServerConfigError(f"the lanes must route each op once: unknown {unknown}, twice {twice}, "
+                                f"missing {unrouted}")
 
 
 # ---------------------------------------------------------------- security
-
-def is_loopback(address: str) -> bool:
-    """True for tcp endpoints on a loopback host and for local transports (ipc, inproc)."""
-    parts = urlsplit(address)
-    if parts.scheme in ("ipc", "inproc"):
-        return True
-    host = (parts.hostname or "").strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # "*", an interface name or a host name: assume reachable from outside
-        return False
-
 
 def check_bind_security(bind: str, curve_secret: str | None, insecure: bool) -> None:
     if not is_loopback(bind) and curve_secret is None and not insecure:
