@@ -25,9 +25,6 @@ from inference_server.motion import Motion
 log = logging.getLogger("t2m.server")
 
 MAX_DESCRIBE_FRAMES = MAX_FRAMES  # ten minutes at 60 fps (9.5 MB of float32)
-# `similar` takes the index's two-stage fast path from this many motions on (its query has up
-# to 196 vectors: exact MaxSim over a few thousand motions takes seconds on a CPU).
-SIMILAR_FAST_MIN_MOTIONS = 512
 # Caption-bank rows scored at once by describe (bounds the (rows, tokens, 196) similarity block).
 _BANK_CHUNK = 2048
 _EMBED_CHUNK = 256  # captions per text-encoder call while building the bank (a stop waits at most one)
@@ -148,16 +145,7 @@ class Engine:
 
     def similar(self, motion_id, k=DEFAULT_K) -> tuple[dict, dict]:
         k = check_k(k)
-        row = self._row(motion_id)
-        # The query side is the motion's patches over the windows it fills (not its padding).
-        query = self._patches(row)[: self.index.valid_windows(row) * len(PART_NAMES)]
-        if self.searcher is self.index:
-            # The index's fast path, without the token alignment nobody reads here.
-            hits = self.index.search(query, k + 1, align=False,
-                                     fast=len(self.index) >= SIMILAR_FAST_MIN_MOTIONS)
-        else:
-            hits = self.searcher.search_batch([query], k + 1)[0]
-        hits = [hit for hit in hits if hit.row != row][:k]
+        hits = self.index.similar(self._row(motion_id), k, searcher=self.searcher)
         return {"results": self._results(hits), "tokens": []}, {}
 
     # ---------------------------------------------------------------- helpers

@@ -6,14 +6,13 @@ the motion are kept. The token's MaxSim alignment is its best cell.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from inference_server.jami import BAND, FPS, FRAMES, LAYOUT, PART_NAMES
+from inference_server.jami import BAND, FPS, LAYOUT, PART_NAMES, covered_windows
 from inference_server.maxsim import maxsim_alignment, token_patch_relevance
 
 
@@ -30,13 +29,6 @@ class Explanation:
                 "alignment": [{"token": token, "part": PART_NAMES[part], "window": window,
                                "seconds": list(LAYOUT.seconds(window))}
                               for token, (part, window) in zip(self.tokens, self.aligned)]}
-
-
-def covered_windows(duration: float) -> int:
-    """Windows holding at least one frame of a motion of `duration` seconds (1..14); frames
-    counted as Motion.resample(20 fps) makes them."""
-    frames = min(FRAMES, max(1, int(round(duration * FPS))))
-    return math.ceil(frames / BAND)
 
 
 def explain(retriever, text: str, motion) -> Explanation:

@@ -83,6 +83,19 @@ class PatchLayout:
 
 
 LAYOUT = PatchLayout()
+PATCH_WINDOWS = np.arange(NUM_PATCHES) // len(BODY_PARTS)  # the time window of each patch, in LAYOUT order
+
+
+def windows_of_frames(frames):
+    """Time windows holding a JAMI's first `frames` frames, ceil(frames / 16): of an int, or
+    elementwise of an integer numpy or torch array (the rest of the 14 windows is padding)."""
+    return (frames + BAND - 1) // BAND
+
+
+def covered_windows(duration: float) -> int:
+    """Windows (1..14) holding at least one frame of a motion lasting `duration` seconds, its
+    frames counted as Motion.resample(20 fps) makes them and cropped to the JAMI's 224."""
+    return windows_of_frames(min(FRAMES, max(1, round(duration * FPS))))
 
 
 def crop_or_pad(angles: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference_server.errors import DataError, T2MError
+from inference_server.device import resolve_device
+from inference_server.errors import DataError
 from inference_server.jami import FRAMES, NUM_PATCHES, AngleStats, jami_input
 from inference_server.maxsim import pooled_scores
 from inference_server.model.checkpoint import load_model
@@ -21,14 +22,6 @@ from inference_server.model.checkpoint import load_model
 class TextEmbedding:
     tokens: list[str]        # word pieces of the valid tokens, in order
     vectors: np.ndarray      # (L, d) float32, L2-normalised, one row per token
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise T2MError(f"device {device!r} requested but CUDA is not available")
-    return torch.device(device)
 
 
 class Retriever:

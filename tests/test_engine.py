@@ -116,6 +116,16 @@ def test_similar_excludes_the_motion_itself(engine):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_similar_is_the_index_similar(engine):
+    """One `similar` (MotionIndex.similar) behind the wire op and `t2m similar`."""
+    row = 2
+    result, _ = engine.similar(engine.index.ids[row], k=4)
+    expected = engine.index.similar(row, 4)
+    assert [hit["motion_id"] for hit in result["results"]] == [engine.index.meta(hit.row)["motion_id"]
+                                                               for hit in expected]
+    assert [hit["score"] for hit in result["results"]] == pytest.approx([hit.score for hit in expected])
+
+
 @pytest.mark.parametrize("call, code", [
     (lambda e: e.motion("no-such-motion"), "not_found"),
     (lambda e: e.explain("a walk", "no-such-motion"), "not_found"),

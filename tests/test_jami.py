@@ -7,8 +7,8 @@ import pytest
 from inference_server.angles import CHANNELS
 from inference_server.errors import DataError
 from inference_server.jami import (BAND, BODY_PARTS, FPS, FRAMES, LAYOUT, NUM_PATCHES, PART_CHANNEL_INDEX,
-                                   PART_DOF, PART_NAMES, WINDOWS, AngleStats, crop_or_pad,
-                                   fixed_jami_image, jami_input)
+                                   PART_DOF, PART_NAMES, PATCH_WINDOWS, WINDOWS, AngleStats, covered_windows,
+                                   crop_or_pad, fixed_jami_image, jami_input, windows_of_frames)
 from inference_server.motion import SMPL22_PARENTS, Motion, smpl22_skeleton
 
 
@@ -122,3 +122,21 @@ def test_fixed_jami_image_repeats_each_part_across_its_band():
         band = image[0, part * 16:(part + 1) * 16]
         assert set(band.tolist()) == {float(i) for i in indices}
         assert band[0] == indices[0] and band[-1] == indices[-1]
+
+
+def test_covered_windows():
+    assert covered_windows(0.01) == 1 and covered_windows(0.8) == 1 and covered_windows(0.85) == 2
+    assert covered_windows(11.2) == 14 and covered_windows(60.0) == 14
+    np.testing.assert_array_equal(windows_of_frames(np.array([0, 1, 16, 17, 224])), [0, 1, 1, 2, 14])
+    assert [LAYOUT.window(patch) for patch in range(NUM_PATCHES)] == PATCH_WINDOWS.tolist()
+
+
+@pytest.mark.parametrize("frames", [1, 15, 16, 17, 41, 223, 224, 300])
+def test_windows_a_motion_fills_by_its_duration_are_those_its_jami_fills(frames):
+    """The one count of filled windows (explain, the index, the model's padding mask): the
+    windows holding the JAMI's valid frames."""
+    positions = np.repeat(t_pose()[None], frames, axis=0)
+    motion = Motion.smpl22(positions, FPS)
+    image_input, valid = jami_input(motion, AngleStats(np.zeros(29), np.ones(29)))
+    assert covered_windows(motion.duration) == windows_of_frames(valid)
+    assert np.any(image_input[(windows_of_frames(valid) - 1) * BAND:] != 0)

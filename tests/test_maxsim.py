@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from inference_server.jami import LAYOUT
-from inference_server.maxsim import (global_scores, maxsim_alignment, maxsim_scores, pooled_scores,
-                                     token_patch_relevance)
+from inference_server.maxsim import (PackedQueries, best_patches, global_scores, maxsim_alignment, maxsim_scores,
+                                     pooled_scores, token_patch_relevance)
 
 
 def _unit(*shape, seed=0):
@@ -89,3 +89,23 @@ def test_smooth_max_tends_to_the_max_and_spreads_the_gradient():
     docs = docs.clone().requires_grad_(True)
     maxsim_scores(queries, docs, softness=0.1).sum().backward()
     assert (docs.grad.abs().sum(-1) > 0).float().mean() > 0.9            # nearly every patch gets a gradient
+
+
+def test_packed_queries_of_a_list_score_as_the_padded_batch():
+    """Index search packs a list of queries, the model pads a batch: the same scores."""
+    queries, docs = _unit(3, 6, 8, seed=14), _unit(5, 196, 8, seed=15)
+    lengths = [6, 2, 4]
+    mask = torch.arange(6)[None, :] < torch.tensor(lengths)[:, None]
+    packed = PackedQueries.from_list([query[:length] for query, length in zip(queries, lengths)])
+    for pooling in ("maxsim", "global", "hybrid"):
+        assert torch.allclose(packed.scores(docs, pooling), pooled_scores(queries, docs, mask, pooling), atol=1e-6)
+
+
+def test_best_patches_are_each_tokens_alignment_in_each_motion():
+    query, docs = _unit(4, 8, seed=16), _unit(3, 196, 8, seed=17)
+    best, patch = best_patches(query, docs)
+    assert best.shape == patch.shape == (3, 4)
+    for row in range(3):
+        sims = query @ docs[row].T
+        assert torch.equal(patch[row], sims.argmax(dim=1))
+        assert torch.allclose(best[row].mean(), maxsim_scores(query, docs[row:row + 1])[0, 0])

@@ -130,6 +130,16 @@ def test_padding_windows_give_zero_patches_unless_disabled(model):
     assert model.config.mask_padding and not read_config_default_mask_padding()
 
 
+@pytest.mark.parametrize("frames", [1, 16, 17, 40, 224, 300])
+def test_padding_mask_keeps_the_windows_jami_counts_as_filled(frames):
+    from inference_server.jami import PATCH_WINDOWS, crop_or_pad, windows_of_frames
+    from inference_server.model.colbert import padding_patch_mask
+
+    padded, valid = crop_or_pad(torch.randn(frames, 29, generator=torch.Generator().manual_seed(frames)).numpy())
+    mask = padding_patch_mask(torch.from_numpy(padded)[None])[0]
+    assert torch.equal(mask, torch.from_numpy(PATCH_WINDOWS < windows_of_frames(valid)))
+
+
 def read_config_default_mask_padding() -> bool:
     """Checkpoints written before the option existed load with the paper's unmasked scoring."""
     from inference_server.model.colbert import ModelConfig

@@ -8,8 +8,8 @@ import torch
 
 from inference_server.cli import train as train_cli
 from inference_server.data import load_spec
-from inference_server.explain import covered_windows, explain
-from inference_server.jami import LAYOUT
+from inference_server.explain import explain
+from inference_server.jami import LAYOUT, covered_windows
 from inference_server.model import create_checkpoint
 from inference_server.retriever import Retriever
 
@@ -28,11 +28,6 @@ def motion_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("motion") / "clip.npy"
     np.save(path, motion.positions)
     return path, motion
-
-
-def test_covered_windows():
-    assert covered_windows(0.01) == 1 and covered_windows(0.8) == 1 and covered_windows(0.85) == 2
-    assert covered_windows(11.2) == 14 and covered_windows(60.0) == 14
 
 
 def test_relevance_is_the_maxsim_grid(checkpoint, motion_file):

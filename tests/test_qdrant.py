@@ -57,9 +57,9 @@ def test_candidates_and_exact_rerank_match_the_exact_search(pushed):
     searcher = QdrantSearcher(pushed["target"], "motions", index)
     try:
         queries = SPACE.queries(8, MOTIONS, seed=5)
-        through_qdrant = searcher.search_batch(queries, k=5)
+        through_qdrant = searcher.search_batch(queries, k=5, align=True)
         for query, hits in zip(queries, through_qdrant):
-            exact = index.search(query, k=5, exact=True)
+            exact = index.search(query, k=5, exact=True, align=True)
             assert hits[0].row == exact[0].row
             assert hits[0].score == pytest.approx(exact[0].score, abs=1e-6)
             np.testing.assert_array_equal(hits[0].alignment, exact[0].alignment)

@@ -52,10 +52,30 @@ def test_exact_search_equals_brute_force_reference(small, monkeypatch):
 def test_hits_carry_the_token_patch_alignment(small):
     embeddings, index = small
     query = SPACE.queries(1, len(embeddings))[0]
-    for hit in index.search(query, k=3, exact=True):
+    assert all(hit.alignment is None for hit in index.search(query, k=3, exact=True))  # only when asked for
+    for hit in index.search(query, k=3, exact=True, align=True):
         expected = (query @ embeddings[hit.row].T).argmax(axis=1)
         np.testing.assert_array_equal(hit.alignment, expected)
         assert hit.score == pytest.approx((query @ embeddings[hit.row].T).max(axis=1).mean(), abs=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["maxsim", "global", "hybrid"])
+def test_index_search_scores_are_maxsim_py_scores_for_random_tensors(tmp_path, monkeypatch, pooling):
+    """index/search.py only chunks: every score it ranks by is maxsim.py's (one home)."""
+    generator = torch.Generator().manual_seed(11)
+    embeddings = torch.nn.functional.normalize(torch.randn(40, 196, 16, generator=generator), dim=-1).numpy()
+    metas = [{"motion_id": str(row), "name": str(row), "duration": 4.0, "fps": 20.0} for row in range(40)]
+    with atomic_folder(tmp_path / "index") as tmp:
+        write_index(tmp, embeddings, metas, None, {"name": "r", "fingerprint": "r", "dim": 16, "pooling": pooling},
+                    "fp32")
+    index = MotionIndex.load(tmp_path / "index", device="cpu")
+    monkeypatch.setattr(search, "CHUNK_BYTES", 16 * 196 * 4 * 7)  # a few motions per decoded chunk
+    queries = [torch.nn.functional.normalize(torch.randn(length, 16, generator=generator), dim=-1).numpy()
+               for length in (1, 4, 9)]
+    for query, hits in zip(queries, index.search_batch(queries, k=40, exact=True)):
+        expected = pooled_scores(torch.from_numpy(query), torch.from_numpy(embeddings), pooling=pooling)[0]
+        scores = np.array([hit.score for hit in sorted(hits, key=lambda hit: hit.row)])
+        np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_search_restricted_to_rows_ranks_only_those(small):
@@ -193,7 +213,7 @@ def test_an_index_of_a_hybrid_model_ranks_by_the_hybrid_score_and_keeps_alignmen
     query = SPACE.queries(1, 120, seed=5)[0]
     expected = pooled_scores(torch.from_numpy(query), torch.from_numpy(embeddings), pooling="hybrid")[0].topk(5)
     for fast in (False, True):
-        hits = index.search(query, k=5, fast=fast)
+        hits = index.search(query, k=5, fast=fast, align=True)
         assert [hit.row for hit in hits] == expected.indices.tolist()
         np.testing.assert_allclose([hit.score for hit in hits], expected.values.numpy(), atol=1e-5)
         np.testing.assert_array_equal(hits[0].alignment, (query @ embeddings[hits[0].row].T).argmax(axis=1))

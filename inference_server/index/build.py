@@ -29,8 +29,8 @@ from tqdm import tqdm
 from inference_server.errors import DataError, ModelError, T2MError
 from inference_server.index import ivf
 from inference_server.index.quantize import DEFAULT_PQ_SUBSPACES, Codec, PQCodec, make_codec
-from inference_server.index.store import (FORMAT, MANIFEST, MOTIONS, VERSION, file_records, folder_bytes,
-                                          load_array, load_codec, read_json, read_manifest)
+from inference_server.index.manifest import FORMAT, MANIFEST, MOTIONS, VERSION, read_json, read_manifest
+from inference_server.index.store import file_records, folder_bytes, load_array, load_codec
 from inference_server.jami import NUM_PATCHES
 
 TMP_MARK = ".tmp-"
@@ -93,7 +93,7 @@ def build_index(library, model, out: str | Path, storage: str | None = None, upd
         keep = _drop_failed(plan, failures)
         items, hashes = [items[row] for row in keep], [hashes[row] for row in keep]
         model_info = {"name": retriever.name, "fingerprint": retriever.fingerprint, "dim": retriever.dim,
-                      "pooling": getattr(retriever, "pooling", "maxsim")}
+                      "pooling": getattr(retriever, "pooling", "maxsim"), **checkpoint_path(retriever)}
         write_index(tmp, raw, [motion_meta(item, h) for item, h in zip(items, hashes)],
                     [item.motion.positions for item in items], model_info, storage,
                     plan=plan, old=old, pq_subspaces=pq_subspaces, progress=progress)
@@ -103,6 +103,13 @@ def build_index(library, model, out: str | Path, storage: str | None = None, upd
     return {"motions": len(items), "embedded": embedded, "reused": len(plan.reused),
             "skipped": skipped, "bytes": folder_bytes(out), "storage": storage, "path": str(out),
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def checkpoint_path(retriever) -> dict:
+    """{"path": the absolute checkpoint folder} of a retriever loaded from one, so that the index
+    alone finds its model (default.model_for_index); {} for a model straight from the trainer."""
+    path = getattr(retriever, "path", None)
+    return {} if path is None else {"path": str(Path(path).resolve())}
 
 
 def check_target(out: Path) -> None:

@@ -117,10 +117,11 @@ class QdrantSearcher:
             raise ModelError(f"Qdrant collection {collection!r} holds vectors of model {pushed}, "
                              f"but index {index.path} is of model {built}: push the index again")
 
-    def search_batch(self, queries: list, k: int = 10) -> list:
+    def search_batch(self, queries: list, k: int = 10, align: bool = False) -> list:
+        """As MotionIndex.search_batch: Qdrant's candidates re-ranked exactly by the index."""
         wanted = max(self.min_candidates, self.oversample * int(k))
         rows = []
         for query in queries:
             ids = self.source.candidates(query, wanted)
             rows.append([self.index.row(motion_id) for motion_id in ids if motion_id in self.index])
-        return self.index.search_batch(queries, k, rows=rows)
+        return self.index.search_batch(queries, k, rows=rows, align=align)

@@ -1,10 +1,9 @@
 """MaxSim search over an index's patch store: exact brute force and the two-stage fast path.
 
-score(query, motion) = mean over the query's tokens of the max cosine over the motion's
-patches (the method's late interaction). Both paths run in torch on the store's device.
-An index built with a global-pooling checkpoint (the baseline) ranks by the cosine of the
-mean token and the mean patch instead (global_search), exactly, as the model scores; a
-hybrid checkpoint by the mean of the two (exact_search with hybrid=True, maxsim.py's rule).
+The scores are maxsim.py's (MaxSim, global or hybrid, as the index's model pools); this module
+only decides which patches are decoded and scored when. Both paths run in torch on the store's
+device. An index built with a global-pooling checkpoint (the baseline) ranks by the cosine of
+the mean token and the mean patch (global_search over the cached mean patches), exactly.
 
 - exact: the store is decoded chunk by chunk (bounded memory, cache-sized chunks), all
   queries of a batch are packed into one matrix so each decoded chunk is multiplied once;
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from inference_server.errors import DataError, ModelError
+from inference_server.maxsim import PackedQueries, best_patches, cosine_of_means, motion_means
 
 # Bytes of decoded patches + similarities per chunk. CPU: small enough to stay in the cache
 # between decoding and the matrix product (memory bandwidth, not arithmetic, bounds search).
@@ -58,79 +58,52 @@ def as_query(query, dim: int, device: torch.device) -> torch.Tensor:
     return vectors.to(device)
 
 
-def maxsim_block(patches: torch.Tensor, packed: torch.Tensor, averaging: torch.Tensor) -> torch.Tensor:
-    """patches (n, P, d) x packed query tokens (sumL, d) -> (B, n) MaxSim scores.
-
-    averaging (sumL, B) holds 1/L_b where token j belongs to query b: mean per query.
-    Tokens come first in the product so the max over patches runs along contiguous memory.
-    """
-    n, patch_count, dim = patches.shape
-    sims = (packed @ patches.reshape(n * patch_count, dim).T).view(-1, n, patch_count)
-    return averaging.T @ sims.amax(dim=2)
-
-
-def pack_queries(queries: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Queries (L_b, d) -> packed (sumL, d) and the averaging matrix (sumL, B)."""
-    packed = torch.cat(queries)
-    lengths = torch.tensor([len(query) for query in queries], device=packed.device)
-    owner = torch.repeat_interleave(torch.arange(len(queries), device=packed.device), lengths)
-    averaging = torch.zeros(len(packed), len(queries), device=packed.device)
-    averaging[torch.arange(len(packed), device=packed.device), owner] = 1.0 / lengths[owner].float()
-    return packed, averaging
-
-
 def exact_search(store, queries: list[torch.Tensor], k: int, rows: torch.Tensor | None = None,
-                 hybrid: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Exact top-k (scores, rows) per query over the whole store, or over `rows` only.
-    hybrid: the score is the mean of MaxSim and the cosine of the mean token and mean patch."""
-    packed, averaging = pack_queries(queries)
-    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1) \
-        if hybrid else None
-    device = packed.device
+                 pooling: str = "maxsim") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Exact top-k (scores, rows) per query over the whole store, or over `rows` only, with the
+    index's pooling (maxsim.py scores each decoded chunk)."""
+    packed = PackedQueries.from_list(queries)
+    device = packed.tokens.device
     total = len(store) if rows is None else len(rows)
     budget = CHUNK_BYTES if device.type == "cpu" else GPU_CHUNK_BYTES
-    chunk = max(1, budget // (4 * store.patches * (store.dim + len(packed))))
+    chunk = max(1, budget // (4 * store.patches * (store.dim + len(packed.tokens))))
     scores = torch.empty(len(queries), total, device=device)
     for start in range(0, total, chunk):
         block = slice(start, min(total, start + chunk))
         patches = store.decode(block if rows is None else rows[block].to(device))
-        scores[:, block] = maxsim_block(patches, packed, averaging)
-        if hybrid:
-            pooled = torch.nn.functional.normalize(patches.mean(dim=1), dim=1)
-            scores[:, block] = 0.5 * (scores[:, block] + texts @ pooled.T)
+        scores[:, block] = packed.scores(patches, pooling)
     best_scores, order = scores.topk(min(k, total), dim=1)
     best_rows = order if rows is None else rows.to(device)[order]
     return [(best_scores[b].cpu(), best_rows[b].cpu()) for b in range(len(queries))]
 
 
 def fast_search(store, candidates, query: torch.Tensor, k: int, config: FastPath,
-                hybrid: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                pooling: str = "maxsim") -> tuple[torch.Tensor, torch.Tensor]:
     """Two-stage top-k: centroid-interaction candidates, then exact scores on them."""
     rerank = min(len(store), max(config.rerank, config.rerank_per_k * k))
     rows = candidates.candidates(query, rerank, config.pool * rerank, config.probes)
-    return exact_search(store, [query], k, rows, hybrid)[0]
+    return exact_search(store, [query], k, rows, pooling)[0]
 
 
 def pooled_vectors(store) -> torch.Tensor:
     """(N, d) unit mean patch of every motion: the motion side of global pooling."""
     budget = CHUNK_BYTES if store.device.type == "cpu" else GPU_CHUNK_BYTES
     chunk = max(1, budget // (4 * store.patches * store.dim))
-    means = [store.decode(slice(start, start + chunk)).mean(dim=1) for start in range(0, len(store), chunk)]
-    return torch.nn.functional.normalize(torch.cat(means), dim=1)
+    means = [motion_means(store.decode(slice(start, start + chunk))) for start in range(0, len(store), chunk)]
+    return torch.cat(means) if means else torch.zeros((0, store.dim), device=store.device)
 
 
 def global_search(pooled: torch.Tensor, queries: list[torch.Tensor], k: int,
                   rows: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Top-k by the global-pooling baseline: cosine of the mean token and the mean patch."""
-    texts = torch.nn.functional.normalize(torch.stack([query.mean(dim=0) for query in queries]), dim=1)
     candidates = pooled if rows is None else pooled[rows.to(pooled.device)]
-    scores, order = (texts @ candidates.T).topk(min(k, len(candidates)), dim=1)
+    scores = cosine_of_means(PackedQueries.from_list(queries).text_means, candidates)
+    scores, order = scores.topk(min(k, len(candidates)), dim=1)
     found = order if rows is None else rows.to(pooled.device)[order]
     return [(scores[b].cpu(), found[b].cpu()) for b in range(len(queries))]
 
 
 def token_alignment(store, query: torch.Tensor, rows: torch.Tensor) -> list[np.ndarray]:
     """For each row, the argmax patch (L,) of every query token (the token -> patch alignment)."""
-    patches = store.decode(rows.to(query.device))
-    best = torch.einsum("npd,ld->nlp", patches, query).argmax(dim=2)
-    return list(best.cpu().numpy().astype(np.int64))
+    _, patches = best_patches(query, store.decode(rows.to(query.device)))
+    return list(patches.cpu().numpy().astype(np.int64))

@@ -24,35 +24,26 @@ the file; it is never served.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from inference_server.device import resolve_device
 from inference_server.errors import ModelError
 from inference_server.index.ivf import CentroidCandidates
+from inference_server.index.manifest import MANIFEST, MOTIONS, read_json, read_manifest
 from inference_server.index.quantize import DEFAULT_PQ_SUBSPACES, Codec, PQCodec, make_codec
 from inference_server.index.search import (FastPath, Hit, as_query, exact_search, fast_search, global_search,
                                            pooled_vectors, token_alignment)
+from inference_server.jami import PART_NAMES, covered_windows
 
-FORMAT = "t2m-index"
-VERSION = 1
-MANIFEST = "manifest.json"
-MOTIONS = "motions.json"
-WINDOW_FRAMES, WINDOW_FPS, WINDOWS, PARTS = 16, 20, 14, 14  # the JAMI patch grid (jami.py)
 # Above this many motions search takes the two-stage fast path unless exact is asked for.
 FAST_PATH_MIN_MOTIONS = 2048
-
-
-def read_json(path: Path) -> dict | list:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path.parent}: not a motion index ({path.name} is missing)") from None
-    except (OSError, ValueError) as error:
-        raise ModelError(f"{path}: unreadable index file ({error})") from None
+# `similar` takes the fast path from this many motions on: its query has up to 196 vectors, and
+# exact MaxSim with it over a few thousand motions takes seconds on a CPU.
+SIMILAR_FAST_MIN_MOTIONS = 512
 
 
 def load_array(path: Path, mmap: bool = True) -> np.ndarray:
@@ -72,16 +63,6 @@ def load_codec(folder: Path, manifest: dict) -> Codec:
         codec.load_state({"codebooks": load_array(folder / "codec_codebooks.npy", mmap=False)},
                          load_array(folder / "centroids.npy", mmap=False))
     return codec
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> the GPU when there is one, else the CPU; a CUDA device without CUDA is refused."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device} asked for, but CUDA is not available")
-    return device
 
 
 class PatchStore:
@@ -202,46 +183,53 @@ class MotionIndex:
 
     def valid_windows(self, i: int) -> int:
         """Time windows of row i that hold motion (the rest of its 14 windows is zero padding)."""
-        frames = round(self._metas[i]["duration"] * WINDOW_FPS)
-        return int(np.clip(np.ceil(frames / WINDOW_FRAMES), 1, WINDOWS))
+        return covered_windows(self._metas[i]["duration"])
 
     # ---------------------------------------------------------------- search
-    def search(self, query, k: int = 10, exact: bool = False, rows=None, align: bool = True,
+    def search(self, query, k: int = 10, exact: bool = False, rows=None, align: bool = False,
                fast: bool | None = None) -> list[Hit]:
-        """Top-k rows for one query (TextEmbedding or (L, d) array), best first, with alignments.
+        """Top-k rows for one query (TextEmbedding or (L, d) array), best first.
 
         exact: brute-force MaxSim over the whole store; otherwise the two-stage fast path is
         used when the library has more than FAST_PATH_MIN_MOTIONS motions. (An index of a
         global-pooling model always ranks exactly by its global score.)
         rows: restrict the search to these rows (candidates from elsewhere, e.g. Qdrant): exact.
-        align: compute each hit's token -> patch alignment (False: alignment None, for scoring).
+        align: also compute each hit's token -> patch alignment (Hit.alignment; None otherwise)
+            for a caller that shows it; it costs a decode and a product per hit.
         fast: True takes the fast path whatever the library's size (unless exact or rows).
         """
         return self.search_batch([query], k, exact, None if rows is None else [rows], align, fast)[0]
 
     def search_batch(self, queries: list, k: int = 10, exact: bool = False,
-                     rows: list | None = None, align: bool = True, fast: bool | None = None) -> list[list[Hit]]:
+                     rows: list | None = None, align: bool = False, fast: bool | None = None) -> list[list[Hit]]:
         """search() for many queries at once (the exact path shares each decoded chunk)."""
         tensors = [as_query(query, self.store.dim, self.device) for query in queries]
         k = max(0, min(int(k), len(self)))
-        hybrid = self.pooling == "hybrid"
         if self.pooling == "global":
             ranked = self._global(tensors, k, rows)
         elif rows is not None:
-            ranked = [exact_search(self.store, [query], k, self._row_tensor(subset), hybrid)[0]
+            ranked = [exact_search(self.store, [query], k, self._row_tensor(subset), self.pooling)[0]
                       for query, subset in zip(tensors, rows)]
         elif exact or (len(self) <= FAST_PATH_MIN_MOTIONS and not fast):
-            ranked = exact_search(self.store, tensors, k, hybrid=hybrid)
+            ranked = exact_search(self.store, tensors, k, pooling=self.pooling)
         else:
-            ranked = [fast_search(self.store, self.candidates, query, k, self.fast_path, hybrid)
+            ranked = [fast_search(self.store, self.candidates, query, k, self.fast_path, self.pooling)
                       for query in tensors]
         return [self._hits(query, scores, found, align) for query, (scores, found) in zip(tensors, ranked)]
 
-    def similar(self, i: int, k: int = 10, exact: bool = False) -> list[Hit]:
-        """Motions like row i: MaxSim with row i's patches of its valid windows as the query side."""
-        windows = self.valid_windows(i)
-        query = self.patches(i)[: windows * PARTS]  # patch = window * 14 + part: first windows
-        hits = self.search(query, k + 1, exact)
+    def similar(self, i: int, k: int = 10, exact: bool = False, searcher=None) -> list[Hit]:
+        """Motions like row i, best first, row i left out: scored as the index scores (MaxSim for a
+        MaxSim model) with row i's patches of the windows it fills as the query side.
+
+        That query holds up to 196 vectors, so the fast path is taken from
+        SIMILAR_FAST_MIN_MOTIONS motions on unless `exact`. searcher: rank through it instead
+        (anything with `search_batch(queries, k)` over this index's rows, e.g. QdrantSearcher).
+        """
+        query = self.patches(i)[: self.valid_windows(i) * len(PART_NAMES)]  # patch = window * 14 + part
+        if searcher is None or searcher is self:
+            hits = self.search(query, k + 1, exact, fast=len(self) >= SIMILAR_FAST_MIN_MOTIONS)
+        else:
+            hits = searcher.search_batch([query], k + 1)[0]
         return [hit for hit in hits if hit.row != i][:k]
 
     def _global(self, queries: list[torch.Tensor], k: int, rows: list | None) -> list:
@@ -264,19 +252,6 @@ class MotionIndex:
         alignment = token_alignment(self.store, query, rows) if align else [None] * len(rows)
         return [Hit(int(row), float(score), align)
                 for row, score, align in zip(rows.tolist(), scores.tolist(), alignment)]
-
-
-def read_manifest(folder: Path) -> dict:
-    """The manifest of INDEX, checked for format and version (ModelError otherwise)."""
-    if not folder.is_dir():
-        raise ModelError(f"index {folder} does not exist (build it with `t2m index build`)")
-    manifest = read_json(folder / MANIFEST)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelError(f"{folder}: {MANIFEST} is not a t2m index manifest")
-    if manifest.get("version") != VERSION:
-        raise ModelError(f"{folder}: index format version {manifest.get('version')} is not supported "
-                         f"(this t2m reads version {VERSION}); rebuild the index")
-    return manifest
 
 
 def folder_bytes(folder: Path) -> int:

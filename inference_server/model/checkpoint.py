@@ -7,7 +7,6 @@ fingerprint of a checkpoint is the sha256 of its model.safetensors.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,14 +19,13 @@ import torch
 from inference_server.errors import ModelError
 from inference_server.jami import PART_CHANNEL_INDEX, AngleStats
 from inference_server.model.colbert import ModelConfig, MotionColBert
+from inference_server.model.identity import CONFIG_FILE, WEIGHTS_FILE, fingerprint, is_checkpoint
 from inference_server.model.motion import MotionEncoder
 from inference_server.model.presets import get_preset, preset_from_dict
 from inference_server.model.text import TextEncoder
 
 FORMAT = "t2m-motioncolbert"
 VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def save_checkpoint(model: MotionColBert, out_dir: str | Path, stats: AngleStats, name: str | None = None,
@@ -66,7 +64,7 @@ def save_checkpoint(model: MotionColBert, out_dir: str | Path, stats: AngleStats
 def read_config(path: str | Path) -> dict:
     path = Path(path)
     config_file = path / CONFIG_FILE
-    if not config_file.is_file() or not (path / WEIGHTS_FILE).is_file():
+    if not is_checkpoint(path):
         raise ModelError(f"{path}: not a checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
     try:
         config = json.loads(config_file.read_text())
@@ -105,15 +103,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> MotionCo
     model.checkpoint_config = config
     model.fingerprint = fingerprint(path)
     return model.to(device).eval()
-
-
-def fingerprint(path: str | Path) -> str:
-    """sha256 (hex) of the checkpoint's model.safetensors."""
-    digest = hashlib.sha256()
-    with open(Path(path) / WEIGHTS_FILE, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def identity_stats() -> AngleStats:

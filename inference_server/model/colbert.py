@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference_server.jami import BAND, PART_NAMES, WINDOWS
+from inference_server.jami import PATCH_WINDOWS, windows_of_frames
 from inference_server.maxsim import POOLINGS, pooled_scores
 from inference_server.model.grounding_loss import grounding_loss
 from inference_server.model.loss import contrastive_loss, initial_log_scale, total_loss
@@ -136,13 +136,16 @@ class MotionColBert(nn.Module):
 
 
 def padding_patch_mask(angles: torch.Tensor) -> torch.Tensor:
-    """(B, 224, 29) normalised JAMI input -> (B, 196) bool: False for the patches of time windows
-    holding only padding (crop_or_pad pads with exact zeros after normalising).
+    """(B, 224, 29) normalised JAMI input -> (B, 196) bool: False for the patches of the time
+    windows after the clip's last frame (crop_or_pad pads with exact zeros after normalising),
+    the windows a clip fills counted by jami.windows_of_frames.
 
     A zero patch vector has cosine 0 with every token, so MaxSim's max skips it as long as some
     real patch scores above 0, and the global mean of the patches becomes the mean of the real
     ones once normalised: short clips are no longer scored against 11 s of padding.
     """
-    filled = angles.reshape(angles.shape[0], WINDOWS, BAND, -1).abs().amax(dim=(2, 3)) > 0   # (B, windows)
-    # window-major like jami.LAYOUT: patch = window * 14 + part
-    return filled[:, :, None].expand(-1, WINDOWS, len(PART_NAMES)).reshape(angles.shape[0], -1)
+    nonzero = angles.abs().amax(dim=2) > 0                                          # (B, frames)
+    positions = torch.arange(1, angles.shape[1] + 1, device=angles.device)
+    frames = (nonzero * positions).amax(dim=1)                                      # last real frame + 1
+    windows = torch.as_tensor(PATCH_WINDOWS, device=angles.device)
+    return windows[None, :] < windows_of_frames(frames)[:, None]

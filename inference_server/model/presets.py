@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field, replace
 from inference_server.errors import ModelError
 
 MINILM = "minilm"
+# How a checkpoint scores a text against a motion (maxsim.py implements each; named here,
+# without torch, so that the command line can offer them).
+POOLINGS = ("maxsim", "global", "hybrid")
 DEFAULT_TEMPERATURE = 0.07   # initial temperature of the logit scale: the paper's (and CLIP's)
 
 

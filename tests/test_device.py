@@ -1,0 +1,19 @@
+"""One reading of --device for the model and the index (inference_server/device.py)."""
+import pytest
+import torch
+
+from inference_server import device, retriever
+from inference_server.errors import ModelError
+from inference_server.index import store
+
+
+def test_model_and_index_resolve_the_device_with_one_function():
+    assert retriever.resolve_device is device.resolve_device and store.resolve_device is device.resolve_device
+
+
+def test_auto_cpu_and_an_unavailable_cuda():
+    assert device.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert device.resolve_device("cpu") == device.resolve_device(torch.device("cpu")) == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="CUDA is not available"):
+            device.resolve_device("cuda:0")
