@@ -25,6 +25,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -88,6 +89,10 @@ RUNS: dict[str, dict] = {
     # the new default: everything
     "all_sources": {"args": [*_data("bandai", "synthetic-rich", "synthetic", "deepmimic"), *MIX, "--epochs", "6"],
                     "tests": list(TESTS), "queries": True},
+    # the same with the side-grounding loss ("left hand" aligns to the left arm)
+    "all_sources_grounded": {"args": [*_data("bandai", "synthetic-rich", "synthetic", "deepmimic"), *MIX,
+                                      "--epochs", "6", "--grounding-weight", "1.0"],
+                             "tests": list(TESTS), "queries": True},
 }
 
 
@@ -142,8 +147,9 @@ def query_figures(retriever) -> dict:
     from inference_server.query_set import action_relevance, load_queries, query_metrics, real_library, relevance
     library = real_library(SHARED).items
     queries = load_queries()
-    texts = retriever.embed_texts([query.query for query in queries])
-    scores = retriever.score_embeddings(texts, retriever.embed_motions([item.motion for item in library]))
+    # as search ranks them: queries of several steps ("happy walk, then a left turn") order-aware
+    scores = retriever.score_texts([query.query for query in queries],
+                                   retriever.embed_motions([item.motion for item in library]))
     figures = {"library": query_metrics(scores, relevance(queries, library), action_relevance(queries, library))}
     held_out = np.array([item.split == "test" for item in library])
     relevant = relevance(queries, library)[:, held_out]
@@ -186,20 +192,28 @@ def markdown(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS) + ["old_default"])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/t2m-generalise"))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "t2m-generalise")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generalise.json")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-train", dest="train", action="store_false",
                         help="evaluate finished runs only (skip the ones not trained yet)")
     parser.add_argument("--markdown", action="store_true", help="print the tables of --out and stop")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=DIR",
+                        help="re-evaluate run NAME from checkpoint DIR (e.g. the packed default) instead of "
+                        "its run folder; the entry keeps its recorded command")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.loads(args.out.read_text())))
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
+    checkpoints = dict(pair.split("=", 1) for pair in args.checkpoint)
     for name in args.runs:
-        if name == "old_default":
+        if name in checkpoints:
+            entry = {**results["runs"].get(name, {}),
+                     **evaluate_model(Path(checkpoints[name]), RUNS[name]["tests"], RUNS[name].get("queries", False),
+                                      args.device)}
+        elif name == "old_default":
             entry = {"command": "the embedded default before this benchmark (synthetic:4000:0 only)",
                      **evaluate_model(OLD_DEFAULT, list(TESTS), True, args.device)}
         else:

@@ -340,8 +340,8 @@ def evaluate_query_set(model_dir, library, queries: list[Query], device: str = "
     items = library.items if hasattr(library, "items") else list(library)
     retriever = Retriever.load(model_dir, device=device)
     patches = retriever.embed_motions([item.motion for item in items], batch_size=batch_size)
-    texts = retriever.embed_texts([query.query for query in queries], batch_size=batch_size)
-    scores = retriever.score_embeddings(texts, patches, batch_size=batch_size)
+    # as search ranks them: queries of several steps order-aware (Retriever.score_texts)
+    scores = retriever.score_texts([query.query for query in queries], patches, batch_size=batch_size)
     result = query_metrics(scores, relevance(queries, items), action_relevance(queries, items))
     result["model"] = str(model_dir)
     result["fingerprint"] = retriever.fingerprint

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bridge.sequence import split_steps
 from inference_server.device import resolve_device
 from inference_server.errors import DataError
 from inference_server.jami import FRAMES, NUM_PATCHES, AngleStats, jami_input
 from inference_server.maxsim import pooled_scores
 from inference_server.model.checkpoint import load_model
+from inference_server.ordered import order_penalty
 
 
 @dataclass
@@ -94,9 +96,22 @@ class Retriever:
             out[start:start + len(queries)] = scores.cpu().numpy()
         return out
 
+    @torch.no_grad()
+    def score_texts(self, texts: list[str], patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(n_texts, n_motions) scores of raw texts, as search ranks them: score_embeddings, plus for
+        a text of several steps ("A, then B": bridge/sequence.py) the order penalty (ordered.py)."""
+        out = self.score_embeddings(self.embed_texts(texts, batch_size), patches, batch_size)
+        docs = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).to(self.device)
+        for row, text in enumerate(texts):
+            steps = split_steps(text)
+            if len(steps) > 1:
+                vectors = [torch.from_numpy(step.vectors).to(self.device) for step in self.embed_texts(steps)]
+                out[row] += order_penalty(vectors, docs, self.pooling)[0].cpu().numpy()
+        return out
+
     def score(self, texts: list[str], motions: list) -> np.ndarray:
-        """Convenience: (n_texts, n_motions) scores of raw texts against Motion objects."""
-        return self.score_embeddings(self.embed_texts(texts), self.embed_motions(motions))
+        """Convenience: (n_texts, n_motions) scores of raw texts against Motion objects (as search ranks)."""
+        return self.score_texts(texts, self.embed_motions(motions))
 
 
 def pad_embeddings(texts: list[TextEmbedding], dim: int) -> tuple[torch.Tensor, torch.Tensor]:

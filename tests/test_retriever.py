@@ -67,3 +67,16 @@ def test_score_is_maxsim_of_the_embeddings(retriever):
     for row, text in enumerate(retriever.embed_texts(texts)):
         expected = maxsim_scores(torch.from_numpy(text.vectors), patches)[0].numpy()
         assert np.allclose(scores[row], expected, atol=1e-5)
+
+
+def test_a_text_of_several_steps_gets_the_order_penalty(retriever):
+    from inference_server.ordered import order_penalty
+    texts = ["a person walks, then jumps", "walk"]
+    motions = [_motion(2.0, 0.3), _motion(4.0, 1.5)]
+    patches = retriever.embed_motions(motions)
+    scores = retriever.score_texts(texts, patches)
+    plain = retriever.score_embeddings(retriever.embed_texts(texts), patches)
+    steps = [torch.from_numpy(step.vectors) for step in retriever.embed_texts(["a person walks", "a person jumps"])]
+    penalty = order_penalty(steps, torch.from_numpy(patches), retriever.pooling)[0].numpy()
+    assert np.allclose(scores[0], plain[0] + penalty, atol=1e-5) and (penalty <= 1e-6).all()
+    assert np.allclose(scores[1], plain[1], atol=1e-6)   # one step: as before
