@@ -52,7 +52,7 @@ def percentiles(values: list[float]) -> dict:
 def bench_retarget(repeats: int) -> dict:
     import bpy
 
-    from blender_addon import compat, retarget
+    from blender_addon import compat, retarget, retarget_solver
     from blender_addon.rigs import make_humanoid_rig
     from inference_server.data.synthetic import motion_for
 
@@ -71,7 +71,7 @@ def bench_retarget(repeats: int) -> dict:
             action = retarget.apply_motion(rig, clip.positions, clip.fps, "bench", bone_map=bone_map)
             times.append(time.perf_counter() - start)
             start = time.perf_counter()
-            retarget.solve(rig, clip.positions, clip.fps, 30.0, bone_map)
+            retarget_solver.solve(retarget.read_rig(rig), clip.positions, clip.fps, 30.0, bone_map)
             solves.append(time.perf_counter() - start)
             frames = int(action.frame_range[1] - action.frame_range[0] + 1)
             bpy.data.actions.remove(action)

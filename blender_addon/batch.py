@@ -26,7 +26,8 @@ from pathlib import Path
 import bpy
 
 from .errors import AddonError
-from .retarget import ROOT_MOTION_MODES, apply_motion
+from .retarget import apply_motion
+from .retarget_solver import ROOT_MOTION_MODES
 from .wire import RemoteError
 
 FORMATS = ("fbx", "bvh", "blend")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import bonemap
+from . import bonemap, retarget
 from .errors import AddonError
+from .props import bone_map_choice
 
 
 class T2M_UL_results(bpy.types.UIList):
@@ -75,8 +76,7 @@ class T2M_PT_apply(_T2MPanel, bpy.types.Panel):
         sub = row.row(align=True)
         sub.enabled = not settings.use_current_frame
         sub.prop(settings, "start_frame")
-        fps = scene.render.fps / scene.render.fps_base
-        layout.label(text=f"Target: {fps:g} fps (the scene's)")
+        layout.label(text=f"Target: {retarget.scene_fps(scene):g} fps (the scene's)")
         apply = layout.operator("t2m.apply", icon="ARMATURE_DATA")
         apply.index = settings.result_index
 
@@ -93,8 +93,6 @@ def bone_map_summary(obj, settings) -> dict:
            tuple(bone.name for bone in obj.data.bones))
     if key in _SUMMARY_CACHE:
         return _SUMMARY_CACHE[key]
-    from . import ops  # the option -> map logic lives with the operators
-
     try:
         if settings.bone_map == "AUTO":
             report = bonemap.auto_report(obj.data)
@@ -103,7 +101,7 @@ def bone_map_summary(obj, settings) -> dict:
             header = (f"{report['source']}: {report['convention']} names, found by {report['how']}, "
                       f"confidence {report['confidence']:.2f}")
         else:
-            table = ops._resolve_map(obj, ops.bone_map_choice(settings))
+            table = retarget.resolve_bone_map(obj, bone_map_choice(settings))
             header = f"{settings.bone_map.lower()} map"
         summary = {"header": header, "rows": [(joint, table.get(joint, "")) for joint in bonemap.SMPL22_JOINTS],
                    "error": ""}

@@ -1,15 +1,13 @@
-"""Scene settings (bpy.context.scene.t2m) and the add-on preferences."""
+"""Scene settings (bpy.context.scene.t2m); the add-on preferences are in preferences.py."""
 from __future__ import annotations
 
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 
+from . import messaging
+from .errors import AddonError
 from .wire import DEFAULT_ADDRESS
-
-# The embedded default model was trained on Bandai-Namco mocap (CC BY-NC 4.0).
-DEFAULT_MODEL_LICENCE = ("The default model is for non-commercial use only (CC BY-NC 4.0 data); "
-                         "for commercial work run 't2m serve --model permissive'")
 
 BONE_MAP_ITEMS = [
     ("AUTO", "Auto", "Detect the rig's naming (SMPL, Mixamo, Rigify, UE) or guess from names and hierarchy"),
@@ -19,50 +17,6 @@ BONE_MAP_ITEMS = [
     ("UE", "UE mannequin", "Unreal mannequin, UE4 or UE5 (pelvis, thigh_l, spine_01, ...)"),
     ("CUSTOM", "Custom", "A JSON text {SMPL-22 joint: bone name} you edit in the Text Editor"),
 ]
-
-
-def addon_preferences(context=None):
-    """This add-on's preferences, or None when it is not registered as an add-on."""
-    context = context or bpy.context
-    addon = context.preferences.addons.get(__package__)
-    return addon.preferences if addon is not None else None
-
-
-class T2MPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
-
-    default_server: StringProperty(name="Default server", default=DEFAULT_ADDRESS,
-                                   description="ZeroMQ address new scenes connect to")
-    timeout: FloatProperty(name="Timeout", default=5.0, min=0.5, max=600.0, unit="TIME_ABSOLUTE",
-                           description="Seconds to wait for each reply before retrying")
-    retries: IntProperty(name="Retries", default=1, min=0, max=10,
-                         description="How many times a request is resent before giving up")
-    server_command: StringProperty(
-        name="Server command", default="",
-        description="A command that starts a local server, e.g. 't2m serve --bind tcp://127.0.0.1:5557'")
-    # Optional CurveZMQ keys for a server started with --curve-secret (and --allowed-clients).
-    # Both empty (the default): no encryption, as a local server needs none.
-    client_secret_key: StringProperty(
-        name="Client secret key", default="", subtype="FILE_PATH",
-        description="This client's key pair: the NAME.key_secret file of 't2m keys generate --name NAME' "
-                    "(the server admits it with 't2m keys allow NAME.key'). Empty: no client key")
-    server_public_key: StringProperty(
-        name="Server public key", default="", subtype="FILE_PATH",
-        description="The server's public key file (server.key of 't2m keys generate'), to encrypt with "
-                    "CurveZMQ. Empty: no encryption (a local server)")
-
-    def draw(self, context):
-        layout = self.layout
-        layout.prop(self, "default_server")
-        row = layout.row()
-        row.prop(self, "timeout")
-        row.prop(self, "retries")
-        layout.prop(self, "server_command")
-        keys = layout.box()
-        keys.label(text="Client keys (CurveZMQ, for a remote server; leave empty for a local one)", icon="LOCKED")
-        keys.prop(self, "server_public_key")
-        keys.prop(self, "client_secret_key")
-        layout.label(text=DEFAULT_MODEL_LICENCE, icon="INFO")
 
 
 class T2MResult(bpy.types.PropertyGroup):
@@ -83,9 +37,7 @@ class T2MCaption(bpy.types.PropertyGroup):
 
 
 def _server_changed(self, context):
-    from . import ops  # the request machinery lives with the operators
-
-    ops.check_server(context.scene)
+    messaging.check_server(context.scene)
 
 
 class T2MSettings(bpy.types.PropertyGroup):
@@ -122,7 +74,19 @@ class T2MSettings(bpy.types.PropertyGroup):
                                      description="Key the colours over time (0.8 s windows) instead of the maximum")
 
 
-CLASSES = (T2MPreferences, T2MResult, T2MToken, T2MCaption, T2MSettings)
+def bone_map_choice(settings):
+    """The panel's bone-map option as retarget.resolve_bone_map takes it: None (auto), a
+    preset name, or the bpy Text holding a custom map."""
+    if settings.bone_map == "AUTO":
+        return None
+    if settings.bone_map != "CUSTOM":
+        return settings.bone_map
+    if settings.bone_map_text is None:
+        raise AddonError("choose the text that holds the custom bone map (or press Edit Map)")
+    return settings.bone_map_text
+
+
+CLASSES = (T2MResult, T2MToken, T2MCaption, T2MSettings)
 
 
 def register():

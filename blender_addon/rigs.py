@@ -13,7 +13,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from .bonemap import PRESETS, SMPL22_JOINTS, SMPL22_PARENTS
-from .retarget import PRIMARY_CHILD
+from .retarget_solver import PRIMARY_CHILD
 
 # Joint positions of an adult (1.75 m) in Blender axes: left +X, facing -Y, up +Z.
 _BODY = {

@@ -20,13 +20,15 @@ def _bridge_module(name: str):
 
 _client = _bridge_module("client")
 _protocol = _bridge_module("protocol")
+_endpoints = _bridge_module("endpoints")
 
 Client = _client.Client
 RemoteError = _protocol.RemoteError
 ServerUnreachable = _protocol.ServerUnreachable
-UNREACHABLE = _protocol.UNREACHABLE
 DEFAULT_ADDRESS = _protocol.DEFAULT_ADDRESS
 ProtocolError = _protocol.ProtocolError
+check_request = _protocol.check_request
+is_loopback = _endpoints.is_loopback
 read_public_key = _client.read_public_key
 read_secret_key = _client.read_secret_key
 

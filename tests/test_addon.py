@@ -201,7 +201,8 @@ def driver(zip_path: str, address: str, dead_address: str, out_path: str) -> Non
     bpy.ops.wm.read_factory_settings(use_empty=True)
     results: dict = {}
     results["install"] = _install(bpy, zip_path)
-    package = __import__(ADDON, fromlist=["ops", "rigs", "retarget", "colors", "wire", "keyframes", "compat"])
+    package = __import__(ADDON, fromlist=["messaging", "state", "rigs", "retarget", "retarget_solver", "colors",
+                                          "wire", "keyframes", "compat", "bonemap"])
     results["blender"] = {"version": bpy.app.version_string, "actions": package.compat.describe()}
     scene = bpy.context.scene
     scene.render.fps = 30
@@ -213,7 +214,7 @@ def driver(zip_path: str, address: str, dead_address: str, out_path: str) -> Non
     results["describe"] = {"captions": len(scene.t2m.descriptions)}
     results["stopped"] = _stopped(bpy, package, scene, dead_address)
     bpy.ops.preferences.addon_disable(module=ADDON)
-    results["disable"] = {"timer_registered": bpy.app.timers.is_registered(package.ops.poll_replies)}
+    results["disable"] = {"timer_registered": bpy.app.timers.is_registered(package.messaging.poll_replies)}
     Path(out_path).write_text(json.dumps(results, indent=1))
 
 
@@ -231,7 +232,7 @@ def _install(bpy, zip_path: str) -> dict:
 def _poll_until(package, done, seconds: float = 30.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        package.ops.poll_replies()
+        package.messaging.poll_replies()
         if done():
             return True
         time.sleep(0.02)
@@ -239,25 +240,25 @@ def _poll_until(package, done, seconds: float = 30.0) -> bool:
 
 
 def _search(bpy, package, scene) -> dict:
-    settings, ops = scene.t2m, package.ops
+    settings, pending = scene.t2m, package.state.pending
     bpy.ops.t2m.search(query=QUERY, k=5)
     busy = settings.busy
-    _poll_until(package, lambda: not ops._pending)
+    _poll_until(package, lambda: not pending)
     report = {"results": len(settings.results), "tokens": [t.text for t in settings.tokens],
               "first": {"motion_id": settings.results[0].motion_id, "duration": settings.results[0].duration},
               "busy_after_send": busy, "busy_after_reply": settings.busy}
     # Two searches in a row: the first one's reply is stale and must not touch the results.
     bpy.ops.t2m.search(query="a person jumps", k=3)
     bpy.ops.t2m.search(query=QUERY, k=5)
-    first_id, second_id = list(ops._pending)
+    first_id, second_id = list(pending)
     replies: dict = {}
     deadline = time.monotonic() + 30
     while len(replies) < 2 and time.monotonic() < deadline:
-        replies.update(ops._connection["client"].poll(0.1))
+        replies.update(package.state.connection.client.poll(0.1))
     settings.results.clear()
-    ops._dispatch(first_id, replies[first_id])
+    package.messaging.dispatch(first_id, replies[first_id])
     report["results_after_stale_reply"] = len(settings.results)
-    ops._dispatch(second_id, replies[second_id])
+    package.messaging.dispatch(second_id, replies[second_id])
     report["results_after_fresh_reply"] = len(settings.results)
     return report
 
@@ -273,7 +274,7 @@ def _apply(bpy, package, scene, address) -> dict:
     report = {}
     bpy.context.view_layer.objects.active = smpl
     bpy.ops.t2m.apply(index=0)  # non-blocking: the timer function brings the motion in
-    _poll_until(package, lambda: not scene.t2m.busy and not package.ops._pending)
+    _poll_until(package, lambda: not scene.t2m.busy and not package.state.pending)
     report["smpl"] = _measure(bpy, package, scene, smpl, 0, address)
     report["smpl"]["previous_unchanged"] = _keys(package, smpl, previous) == previous_keys
     report["smpl"]["previous_fake_user"] = previous.use_fake_user
@@ -297,7 +298,7 @@ def _measure(bpy, package, scene, obj, index: int, address: str) -> dict:
     bone_map = package.retarget.resolve_bone_map(obj, None)
     action = obj.animation_data.action
     first, last = (int(v) for v in action.frame_range)
-    pairs = [(j, c) for j, c in package.retarget.PRIMARY_CHILD.items() if j in bone_map and c in bone_map]
+    pairs = [(j, c) for j, c in package.retarget_solver.PRIMARY_CHILD.items() if j in bone_map and c in bone_map]
     joint = package.bonemap.JOINT_INDEX
     worst, hips = 0.0, []
     for frame in range(len(expected)):

@@ -15,9 +15,9 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import blender_addon  # noqa: E402
-from blender_addon import ops  # noqa: E402
+from blender_addon import messaging  # noqa: E402
 from blender_addon.errors import AddonError  # noqa: E402
-from blender_addon.props import addon_preferences  # noqa: E402
+from blender_addon.preferences import addon_preferences  # noqa: E402
 from bridge.client import Client, read_public_key, read_secret_key  # noqa: E402
 from inference_server.cli import main as t2m_main  # noqa: E402
 
@@ -32,7 +32,7 @@ def prefs():
     addon = bpy.context.preferences.addons.new()  # what enabling an add-on does: it gets preferences
     addon.module = blender_addon.__name__
     yield addon_preferences()
-    ops.close_client()
+    messaging.close_client()
     bpy.context.preferences.addons.remove(addon)
     blender_addon.unregister()
 
@@ -51,7 +51,7 @@ def scene(prefs):
     scene.t2m.server = LOOPBACK
     scene.t2m.error = ""
     yield scene
-    ops.close_client()
+    messaging.close_client()
     prefs.client_secret_key = prefs.server_public_key = ""
     scene.t2m.server = LOOPBACK
 
@@ -65,39 +65,39 @@ def test_preferences_hold_an_optional_key_pair(prefs):
 
 
 def test_loopback_stays_key_free(scene):
-    client = ops._client_for(scene)
+    client = messaging.client_for(scene)
     assert isinstance(client, Client)
     assert client._server_key is None and client._client_key is None
     assert client.address == LOOPBACK
 
 
 def test_the_client_gets_the_keys_of_the_preferences(scene, prefs, keys):
-    first = ops._client_for(scene)
+    first = messaging.client_for(scene)
     prefs.server_public_key = str(keys / "server.key")
     prefs.client_secret_key = str(keys / "alice.key_secret")
-    client = ops._client_for(scene)
+    client = messaging.client_for(scene)
     assert client is not first  # new keys make a new client
     assert isinstance(client, Client)
     assert client._server_key == read_public_key(str(keys / "server.key"))
     assert client._client_key == read_secret_key(str(keys / "alice.key_secret"))
-    assert ops._client_for(scene) is client  # unchanged settings reuse it
+    assert messaging.client_for(scene) is client  # unchanged settings reuse it
     prefs.client_secret_key = ""  # the server key alone: CurveZMQ with an ephemeral client key
-    alone = ops._client_for(scene)
+    alone = messaging.client_for(scene)
     assert alone._server_key == client._server_key and alone._client_key is None
 
 
 def test_bad_key_settings_are_one_line_errors(scene, prefs, keys):
     prefs.client_secret_key = str(keys / "alice.key_secret")
     with pytest.raises(AddonError, match="needs the server's public key"):
-        ops._client_for(scene)
+        messaging.client_for(scene)
     prefs.server_public_key = str(keys / "server.key")
     prefs.client_secret_key = str(keys / "alice.key")  # the public half: no secret in it
     with pytest.raises(AddonError, match="holds no secret key"):
-        ops._client_for(scene)
+        messaging.client_for(scene)
     prefs.server_public_key = str(keys / "missing.key")
     prefs.client_secret_key = ""
     with pytest.raises(AddonError, match="missing.key"):
-        ops._client_for(scene)
+        messaging.client_for(scene)
     prefs.server_public_key = ""
     scene.t2m.error = ""
     prefs.client_secret_key = str(keys / "alice.key_secret")
@@ -164,7 +164,7 @@ def test_search_through_a_curve_server_with_the_preferences_keys(curve_server, s
     try:
         assert bpy.ops.t2m.search(query="a person walks forward", k=3, blocking=True) == {"FINISHED"}
         assert len(scene.t2m.results) == 3 and scene.t2m.error == ""
-        ops.close_client()
+        messaging.close_client()
         prefs.client_secret_key = prefs.server_public_key = ""  # key-free: the server does not answer
         with pytest.raises(RuntimeError, match="cannot reach the server"):
             bpy.ops.t2m.search(query="a person walks forward", k=3, blocking=True)

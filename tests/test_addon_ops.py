@@ -1,16 +1,22 @@
 """The add-on registered from the repository in this process: settings, operators and their
-user-facing errors without a server (the server round trips are in test_addon.py)."""
+user-facing errors without a server, and what goes on the wire (a bare ZeroMQ ROUTER on
+loopback stands in for the server; the round trips with a real server are in test_addon.py)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 bpy = pytest.importorskip("bpy")
 
 import blender_addon  # noqa: E402
-from blender_addon import bonemap, ops  # noqa: E402
+from blender_addon import bonemap, messaging, replies, retarget, state, wire  # noqa: E402
+from blender_addon.errors import AddonError  # noqa: E402
+from blender_addon.props import bone_map_choice  # noqa: E402
 from blender_addon.rigs import make_humanoid_rig  # noqa: E402
+from bridge.endpoints import is_loopback  # noqa: E402
+from bridge.protocol import OPS  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,15 +81,16 @@ def test_operators_explain_what_is_missing(scene):
 
 
 def test_remote_servers_need_blenders_online_access(scene):
-    assert ops.is_loopback("tcp://127.0.0.1:5557") and ops.is_loopback("tcp://localhost:1")
-    assert ops.is_loopback("tcp://[::1]:5557") and ops.is_loopback("ipc:///tmp/t2m")
-    assert not ops.is_loopback("tcp://10.0.0.7:5557") and not ops.is_loopback("tcp://example.org:5557")
-    if bpy.app.online_access:
-        pytest.skip("this Blender allows online access")
+    assert wire.is_loopback is is_loopback  # the bridge's, shared with the server (tests/test_protocol.py)
     scene.t2m.server = "tcp://10.0.0.7:5557"
     try:
-        assert "online access is off" in error_of(lambda: bpy.ops.t2m.search(query="wave"))
+        if bpy.app.online_access:  # this Blender may reach other machines: a client for it
+            assert messaging.client_for(scene).address == "tcp://10.0.0.7:5557"
+        else:
+            assert "online access is off" in error_of(lambda: bpy.ops.t2m.search(query="wave"))
+            assert not state.pending
     finally:
+        messaging.close_client()
         scene.t2m.server = "tcp://127.0.0.1:5557"
 
 
@@ -96,14 +103,14 @@ def test_custom_bone_map_text(scene):
     assert table["left_elbow"] == "mixamorig:LeftForeArm" and len(table) == 22
     table["head"] = ""
     settings.bone_map_text.from_string(json.dumps(table))
-    mapping = ops._resolve_map(obj, ops.bone_map_choice(settings))
+    mapping = retarget.resolve_bone_map(obj, bone_map_choice(settings))
     assert "head" not in mapping and mapping["pelvis"] == "mixamorig:Hips"
     settings.bone_map_text.from_string("{not json")
-    with pytest.raises(ops.AddonError, match="T2M bone map Rig.json' is not valid JSON"):
-        ops._resolve_map(obj, ops.bone_map_choice(settings))
+    with pytest.raises(AddonError, match="T2M bone map Rig.json' is not valid JSON"):
+        retarget.resolve_bone_map(obj, bone_map_choice(settings))
     settings.bone_map_text = None
-    with pytest.raises(ops.AddonError, match="choose the text"):
-        ops.bone_map_choice(settings)
+    with pytest.raises(AddonError, match="choose the text"):
+        bone_map_choice(settings)
     settings.bone_map = "AUTO"
 
 
@@ -114,12 +121,83 @@ def test_preset_choice_that_does_not_fit_is_refused_before_any_request(scene):
     settings.bone_map = "UE"
     message = error_of(lambda: bpy.ops.t2m.apply(index=0))
     assert "no bones named as the UE preset" in message
-    assert not ops._pending  # nothing was sent
+    assert not state.pending  # nothing was sent
     settings.bone_map = "AUTO"
     settings.results.clear()
-    assert set(ops._resolve_map(bpy.context.active_object, None)) == set(bonemap.SMPL22_JOINTS)
+    assert set(retarget.resolve_bone_map(bpy.context.active_object, None)) == set(bonemap.SMPL22_JOINTS)
 
 
 def test_poll_without_a_client_stops_the_timer():
-    ops.close_client()
-    assert ops.poll_replies() is None
+    messaging.close_client()
+    assert messaging.poll_replies() is None
+
+
+# ---------------------------------------------------------------- requests on the wire (a real ROUTER peer)
+
+@pytest.fixture
+def peer():
+    """A bare ZeroMQ ROUTER on loopback standing in for the server: it shows what the add-on sends."""
+    import zmq
+
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    yield router, f"tcp://127.0.0.1:{port}"
+    messaging.close_client()
+    router.close()
+    context.term()
+
+
+def received(router, count: int) -> dict:
+    """{op: (identity, header)} of the next `count` requests."""
+    requests = {}
+    for _ in range(count):
+        assert router.poll(5000), "the add-on sent nothing"
+        identity, header, *arrays = router.recv_multipart()
+        header = json.loads(header)
+        requests[header["op"]] = (identity, header)
+    return requests
+
+
+def test_reply_handlers_are_keyed_by_op_names():
+    assert set(replies.HANDLERS) <= set(OPS)
+
+
+def test_apply_asks_for_the_motion_op_and_its_explanation(scene, peer):
+    router, address = peer
+    rig(scene)
+    settings = scene.t2m
+    settings.server = address
+    result = settings.results.add()
+    result.motion_id, result.name = "m1", "walk"
+    settings.last_query = "a person walks"
+    try:
+        assert bpy.ops.t2m.apply(index=0) == {"FINISHED"} and settings.busy
+        requests = received(router, 2)
+        assert requests["motion"][1]["args"] == {"motion_id": "m1"}
+        assert requests["explain"][1]["args"] == {"text": "a person walks", "motion_id": "m1"}
+        assert sorted(request.op for request in state.pending.values()) == ["explain", "motion"]
+        identity, header = requests["motion"]
+        error = {"code": "not_found", "message": "no motion 'm1' in the library"}
+        router.send_multipart([identity, json.dumps({"v": 1, "id": header["id"], "ok": False,
+                                                     "error": error}).encode()])
+        for _ in range(250):
+            messaging.poll_replies()
+            if settings.error:
+                break
+            time.sleep(0.02)
+        assert settings.error == "no motion 'm1' in the library" and not settings.busy
+        assert [request.op for request in state.pending.values()] == ["explain"]
+    finally:
+        settings.server = "tcp://127.0.0.1:5557"
+        settings.results.clear()
+
+
+def test_requests_are_checked_against_the_op_table_before_sending(scene):
+    messaging.close_client()
+    with pytest.raises(AddonError, match="cannot ask the server for search: k must be an integer from 1 to 100"):
+        messaging.send(scene, "search", {"text": "wave", "k": 0}, query="wave")
+    with pytest.raises(AddonError, match="unknown op 'apply'"):
+        messaging.call(scene, "apply", {"motion_id": "m1"})
+    assert not state.pending and state.connection.client is None  # refused before any socket

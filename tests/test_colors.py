@@ -8,7 +8,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_addon import colors, keyframes, retarget  # noqa: E402
+from blender_addon import colors, keyframes, retarget, retarget_solver  # noqa: E402
 from blender_addon.rigs import make_humanoid_rig  # noqa: E402
 
 WINDOWS = 4
@@ -27,7 +27,8 @@ def rig():
     obj.pose.bones["Head"].color.custom.select = (0.4, 0.5, 0.6)
     obj.pose.bones["Head"].color.custom.active = (0.7, 0.8, 0.9)
     positions = np.zeros((41, 22, 3), dtype=np.float32)
-    positions[:] = retarget.to_blender_axes(retarget.REST_POSITIONS) @ retarget.Y_UP_TO_Z_UP  # Y-up T-pose
+    t_pose = retarget_solver.to_blender_axes(retarget_solver.REST_POSITIONS) @ retarget_solver.Y_UP_TO_Z_UP
+    positions[:] = t_pose  # Y-up T-pose
     retarget.apply_motion(obj, positions, 20.0, "stand", start_frame=11)
     return obj
 

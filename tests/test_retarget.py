@@ -14,47 +14,14 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from scipy.spatial.transform import Rotation  # noqa: E402
-
 from blender_addon import bonemap, keyframes, retarget  # noqa: E402
+from blender_addon import retarget_solver as solver  # noqa: E402
 from blender_addon.errors import BoneMapError, RetargetError  # noqa: E402
 from blender_addon.rigs import make_humanoid_rig  # noqa: E402
+from fk_motion import fk_motion  # noqa: E402
 
 BANDAI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bandai-namco"
 MAX_ANGLE = 3.0  # degrees
-
-# A T-pose skeleton in the source convention (Y up, facing +Z, left +X), offsets from parents.
-_OFFSETS = np.array([
-    [0, 0.93, 0], [0.07, -0.09, 0], [-0.07, -0.09, 0], [0, 0.11, -0.02], [0.03, -0.40, 0],
-    [-0.03, -0.40, 0], [0, 0.13, 0.02], [-0.01, -0.42, -0.04], [0.01, -0.42, -0.04], [0, 0.06, 0],
-    [0.03, -0.06, 0.12], [-0.03, -0.06, 0.12], [0, 0.21, -0.03], [0.08, 0.12, -0.01],
-    [-0.08, 0.12, -0.01], [0, 0.09, 0.05], [0.12, 0.04, -0.01], [-0.12, 0.04, -0.01],
-    [0.26, 0, 0], [-0.26, 0, 0], [0.25, 0, 0], [-0.25, 0, 0]])
-
-
-def fk_motion(frames: int = 50, fps: float = 20.0, seed: int = 0, amplitude: float = 0.7) -> np.ndarray:
-    """(frames, 22, 3) Y-up positions: every joint turns smoothly about random axes, the
-    body walks forward (+Z) and turns."""
-    rng = np.random.default_rng(seed)
-    time = np.arange(frames) / fps
-    frequency = rng.uniform(0.3, 1.2, (22, 3))
-    phase = rng.uniform(0, 2 * np.pi, (22, 3))
-    size = rng.uniform(-amplitude, amplitude, (22, 3))
-    rotvec = size * np.sin(2 * np.pi * frequency * time[:, None, None] + phase)
-    rotvec[:, 0] *= 0.3
-    rotvec[:, 0, 1] += 0.6 * time
-    positions = np.zeros((frames, 22, 3))
-    world = [None] * 22
-    for joint, parent in enumerate(bonemap.SMPL22_PARENTS):
-        local = Rotation.from_rotvec(rotvec[:, joint])
-        if parent < 0:
-            world[joint] = local
-            positions[:, 0] = _OFFSETS[0] + np.stack([0.1 * time, 0.05 * np.sin(3 * time), 0.8 * time], 1)
-        else:
-            world[joint] = world[parent] * local
-            positions[:, joint] = positions[:, parent] + world[parent].apply(_OFFSETS[joint])
-    return positions.astype(np.float32)
-
 
 @pytest.fixture
 def scene():
@@ -77,14 +44,14 @@ def mixamo_rig(fingers=False):
 def expected_positions(positions, fps, scene):
     """The source as the rig should follow it: resampled, Z-up, facing -Y at frame 0."""
     target_fps = scene.render.fps / scene.render.fps_base
-    return retarget.face_forward(retarget.to_blender_axes(retarget.resample(positions, fps, target_fps)))
+    return solver.face_forward(solver.to_blender_axes(solver.resample(positions, fps, target_fps)))
 
 
 def direction_errors(obj, bone_map, expected, start):
     """Per frame and bone, the angle (degrees) between the rig's world bone direction
     (head -> head of the bone mapped to the child joint) and the source's."""
     scene = bpy.context.scene
-    pairs = [(j, c) for j, c in retarget.PRIMARY_CHILD.items() if j in bone_map and c in bone_map]
+    pairs = [(j, c) for j, c in solver.PRIMARY_CHILD.items() if j in bone_map and c in bone_map]
     errors = np.zeros((len(expected), len(pairs)))
     for frame in range(len(expected)):
         scene.frame_set(start + frame)
@@ -121,7 +88,7 @@ def test_hip_path_is_scaled_by_the_leg_ratio(scene):
     retarget.apply_motion(rig, positions, 20.0, "walk")
     bone_map = retarget.resolve_bone_map(rig, None)
     expected = expected_positions(positions, 20.0, scene)
-    ratio = retarget.target_leg_length(rig, bone_map) / retarget.leg_length(expected)
+    ratio = solver.target_leg_length(retarget.read_rig(rig), bone_map) / solver.leg_length(expected)
     assert 0.7 < ratio < 0.95  # the 0.8-scaled rig is smaller than the source
     path = []
     for frame in range(len(expected)):
@@ -265,27 +232,15 @@ def test_read_positions_gives_the_motion_back(scene):
     first, last = (int(v) for v in action.frame_range)
     back = retarget.read_positions(rig, bone_map, first, last)
     assert back.shape == (60, 22, 3) and back.dtype == np.float32
-    assert retarget.leg_length(back) == pytest.approx(retarget.SMPL_LEG_LENGTH, rel=1e-3)
+    assert solver.leg_length(back) == pytest.approx(solver.SMPL_LEG_LENGTH, rel=1e-3)
     # Y-up again, facing +Z at frame 0 like the source after its turn: same bone directions.
-    expected = expected_positions(positions, 20.0, scene) @ retarget.Y_UP_TO_Z_UP
-    for joint, child in retarget.PRIMARY_CHILD.items():
+    expected = expected_positions(positions, 20.0, scene) @ solver.Y_UP_TO_Z_UP
+    for joint, child in solver.PRIMARY_CHILD.items():
         a = back[:, bonemap.JOINT_INDEX[child]] - back[:, bonemap.JOINT_INDEX[joint]]
         b = expected[:, bonemap.JOINT_INDEX[child]] - expected[:, bonemap.JOINT_INDEX[joint]]
         cosine = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         assert np.degrees(np.arccos(np.clip(cosine, -1, 1))).max() < MAX_ANGLE, joint
     assert scene.frame_current == 1  # the frame is put back
-
-
-def test_resample_keeps_the_duration():
-    positions = np.random.default_rng(0).normal(size=(40, 22, 3))
-    out = retarget.resample(positions, 20.0, 30.0)
-    assert len(out) == 60  # 2 s either way
-    np.testing.assert_allclose(out[0], positions[0])
-    np.testing.assert_allclose(out[3], positions[2])
-    np.testing.assert_allclose(out[1], positions[0] + (positions[1] - positions[0]) * 2 / 3)
-    np.testing.assert_allclose(out[-1], positions[-1])  # time 59/30 s is past the last sample: held
-    assert len(retarget.resample(positions, 20.0, 24.0)) == 48
-    assert len(retarget.resample(positions[:7], 30.0, 24.0)) == 6  # 0.233 s -> 5.6 frames
 
 
 def test_bad_inputs_are_refused_with_a_reason(scene):
