@@ -5,10 +5,10 @@ and the library readers (inference_server.data.kinematics), so the result goes s
 into the add-on's retarget.apply_motion:
 - Y up, metres, right-handed. A library clip is in the canonical placement: floor at
   y = 0, pelvis above the origin at frame 0, facing +Z with the body's left on +X.
-  (Blender's Z-up is reached later, in retarget.to_blender_axes.)
+  (Blender's Z-up is reached later, in retarget_solver.to_blender_axes.)
 - Quaternions are (w, x, y, z), unit length; q rotates a vector v as q v q*. Products
   compose right to left: (a * b) v = a (b v).
-- A Clip is per frame, all at one fps (resample before: blender_addon.retarget.resample):
+- A Clip is per frame, all at one fps (resample before: blender_addon.retarget_solver.resample):
   root_position (T, 3) world metres; root_rotation (T, 4) the root's world rotation;
   rotations (T, J, 4) local rotations, each relative to its parent (rotations[:, 0]
   relative to root_rotation, identity when root_rotation is the root's own rotation).
