@@ -135,7 +135,8 @@ def check_fps(fps) -> float:
 @dataclass(frozen=True)
 class Arg:
     """One JSON argument of an op. `check` returns the value or raises ProtocolError(bad_request);
-    `default` is what the server uses when an optional argument is absent (None: no value)."""
+    `default` is the value an absent optional argument takes (the Engine method's default, which
+    tests/test_protocol.py compares with it; None: absent means "not given")."""
     name: str
     type: str                 # its JSON type, for the docs: "string", "integer" or "number"
     check: Callable
