@@ -1,4 +1,4 @@
-"""The one place the add-on imports the wire client from.
+"""The one place the add-on imports the bridge from: the wire client and the sequence stitcher.
 
 Installed, the extension carries its own copy of bridge/ (vendored by build_addon.py
 as <package>.bridge); run from the repository, the top-level `bridge` package is used.
@@ -21,6 +21,7 @@ def _bridge_module(name: str):
 _client = _bridge_module("client")
 _protocol = _bridge_module("protocol")
 _endpoints = _bridge_module("endpoints")
+_stitch = _bridge_module("stitch")
 
 Client = _client.Client
 RemoteError = _protocol.RemoteError
@@ -31,6 +32,9 @@ check_request = _protocol.check_request
 is_loopback = _endpoints.is_loopback
 read_public_key = _client.read_public_key
 read_secret_key = _client.read_secret_key
+DEFAULT_BLEND_FRAMES = _stitch.DEFAULT_BLEND_FRAMES
+StitchError = _stitch.StitchError
+stitch_positions = _stitch.stitch_positions
 
 
 def zmq_error_type():
