@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 
 from inference_server.errors import ModelError
+from inference_server.index.manifest import built_with
+from inference_server.model.identity import WEIGHTS_FILE, check_checkpoint, fingerprint, is_checkpoint
 
 MODEL_DIR = Path(__file__).parent / "default" / "model"
 # name -> folder; `--model NAME` picks one (and its own cached library index)
@@ -58,29 +60,49 @@ def licence(model: Path) -> str:
         return ""
 
 
-def resolve(model: str | Path | None, index: str | Path | None) -> tuple[Path, Path]:
-    """(model dir, index dir) from the --model/--index options: both given, or an embedded
-    model's name (or nothing: "default") with its library index built on first use."""
+def resolve(model: str | Path | None, index: str | Path | None, progress: bool = False) -> tuple[Path, Path]:
+    """(model dir, index dir) from the --model/--index options, checked without loading torch:
+    - --index INDEX: that index, with --model CKPT when given (it must be the model that built
+      the index), else the model the index records (model_for_index);
+    - no --index: an embedded model by name, or nothing ("default"), with its library index
+      built on first use (progress: the build's bars)."""
     if index is not None:
-        if model is None:
-            raise ModelError("give --model CKPT with --index INDEX (or neither, for the embedded default)")
-        return model_dir(model), Path(index)
+        return model_for_index(Path(index), model), Path(index)
     if model is not None and str(model) not in EMBEDDED:
         raise ModelError(f"--model {model} needs --index INDEX (only the embedded models "
                          f"{', '.join(EMBEDDED)} come with a library of their own)")
-    return model_and_index(progress=True, model=model_dir(model))
+    return model_and_index(progress=progress, model=model_dir(model))
+
+
+def model_for_index(index: Path, model: str | Path | None = None) -> Path:
+    """The checkpoint that built INDEX: --model when given (checked against the index's
+    fingerprint), else the path the index records or an embedded model with its fingerprint."""
+    record = built_with(index)
+    if model is not None:
+        folder = check_checkpoint(model_dir(model))
+        given = fingerprint(folder)
+        if given != record["fingerprint"]:
+            raise ModelError(f"index {index} was built with model {_describe(record)}, not with --model {model} "
+                             f"({given[:FINGERPRINT_CHARS]}): rebuild the index with this model, or leave --model out")
+        return folder
+    recorded = [Path(record["path"])] if isinstance(record.get("path"), str) else []
+    for folder in recorded + list(EMBEDDED.values()):
+        if is_checkpoint(folder) and fingerprint(folder) == record["fingerprint"]:
+            return folder
+    raise ModelError(f"index {index} was built with model {_describe(record)}, which is not there: "
+                     "pass --model CKPT (the checkpoint that built it)")
+
+
+def _describe(record: dict) -> str:
+    where = record.get("path") or record.get("name") or "?"
+    return f"{where} ({record['fingerprint'][:FINGERPRINT_CHARS]})"
 
 
 def model_fingerprint(model_dir: Path = MODEL_DIR) -> str:
-    weights = model_dir / "model.safetensors"
-    if not weights.is_file():
-        raise ModelError(f"the embedded model is missing ({weights}); reinstall t2m, "
+    if not is_checkpoint(model_dir):
+        raise ModelError(f"the embedded model is missing ({model_dir / WEIGHTS_FILE}); reinstall t2m, "
                          "or pass --index INDEX --model CKPT")
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return fingerprint(model_dir)
 
 
 def index_path(model: Path = MODEL_DIR) -> Path:

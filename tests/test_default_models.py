@@ -4,11 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inference_server import default
 from inference_server.errors import ModelError
-from inference_server.model import create_checkpoint
+from inference_server.index.build import atomic_folder, write_index
+from inference_server.model import create_checkpoint, fingerprint
 from inference_server.retriever import Retriever
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,12 +27,20 @@ def test_both_embedded_models_ship_with_a_licence_line():
 
 
 def test_model_and_index_options_resolve_or_say_what_is_missing(tmp_path):
-    assert default.resolve("permissive", tmp_path) == (default.EMBEDDED["permissive"], tmp_path)
-    assert default.resolve(str(tmp_path / "ckpt"), tmp_path) == (tmp_path / "ckpt", tmp_path)
+    index = tmp_path / "index"
+    permissive = default.EMBEDDED["permissive"]
+    with atomic_folder(index) as tmp:  # the manifest is all resolve reads
+        write_index(tmp, np.zeros((1, 196, 8), np.float32), [{"motion_id": "m", "name": "m", "duration": 1.0,
+                                                               "fps": 20.0}], None,
+                    {"name": "p", "fingerprint": fingerprint(permissive), "dim": 8}, "fp32")
+    assert default.resolve("permissive", index) == (permissive, index)
+    assert default.resolve(None, index) == (permissive, index)  # the embedded model with the index's fingerprint
+    with pytest.raises(ModelError, match="was built with model"):
+        default.resolve("default", index)
     with pytest.raises(ModelError, match="needs --index"):
         default.resolve(str(tmp_path / "ckpt"), None)
-    with pytest.raises(ModelError, match="give --model"):
-        default.resolve(None, tmp_path)
+    with pytest.raises(ModelError, match="does not exist"):
+        default.resolve(None, tmp_path / "none")
 
 
 def test_packing_writes_half_weights_name_and_licence(tmp_path):

@@ -37,10 +37,11 @@ def test_demo_writes_the_blend_the_pictures_and_a_summary(tmp_path, small_librar
     assert not (out / "server.log").read_text().count("Traceback")
 
 
-def test_demo_refuses_an_index_without_a_model(tmp_path):
+def test_demo_refuses_a_missing_index_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "inference_server", "demo", "--out", str(tmp_path),
                            "--index", "somewhere"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "--model" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 1 and "index somewhere does not exist" in done.stderr
+    assert done.stderr.count("\n") == 1
 
 
 FINE_GRAINED = {

@@ -444,7 +444,7 @@ def test_qdrant_backend_answers_like_the_local_index(library, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["serve", "--index", "somewhere"], "give --model CKPT with --index INDEX"),
+    (["serve", "--index", "somewhere"], "index somewhere does not exist"),
     (["serve", "--model", "/no/such/ckpt"], "needs --index INDEX"),
     (["serve", "--index", "a", "--model", "b", "--qdrant", "http://localhost:6333"], "go together"),
     (["serve", "--curve-secret", "/nonexistent/server.key_secret"], "cannot read the CurveZMQ key file"),

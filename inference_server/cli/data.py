@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inference_server.cli import CliError, add_json_flag
+from inference_server.cli import CliError, add_json_flag, add_progress_flag
 
 SPEC_HELP = ("data spec: humanml3d:DIR, kitml:DIR, bvh:DIR_OR_FILE, bandai:DIR, deepmimic[:DIR], "
              "synthetic:N[:SEED], fbx:DIR_OR_FILE, gltf:DIR_OR_FILE, optionally followed by @train|@val|@test")
@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     stats = commands.add_parser("stats", help="count motions, captions and splits; list unreadable files",
                                 description="Scan a dataset: motions, captions, splits, skipped files.")
     stats.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    add_progress_flag(stats)
     add_json_flag(stats)
     stats.set_defaults(handler=run_stats)
 
@@ -27,13 +28,14 @@ def register(subparsers) -> None:
     export.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     export.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     export.add_argument("--format", default="humanml3d", help="output format (only humanml3d)")
+    add_progress_flag(export)
     add_json_flag(export)
     export.set_defaults(handler=run_export)
 
 
 def run_stats(args: argparse.Namespace) -> dict:
     from inference_server.data import load_spec
-    dataset = load_spec(args.spec, progress=True)
+    dataset = load_spec(args.spec, progress=args.progress)
     return {"spec": args.spec, "motions": len(dataset.items), "captions": dataset.num_captions(),
             "splits": dataset.splits(), "skipped": dataset.skipped,
             "duration_s": round(dataset.duration(), 2), "skeletons": dataset.skeletons}
@@ -44,6 +46,6 @@ def run_export(args: argparse.Namespace) -> dict:
         raise CliError(f"--format {args.format!r}: only humanml3d is supported")
     from inference_server.data import load_spec
     from inference_server.data.export import export_humanml3d
-    dataset = load_spec(args.spec, progress=True)
-    written = export_humanml3d(dataset, args.out, progress=True)
+    dataset = load_spec(args.spec, progress=args.progress)
+    written = export_humanml3d(dataset, args.out, progress=args.progress)
     return {"out": str(args.out), **written, "skipped": dataset.skipped}

@@ -5,7 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from inference_server.cli import CliError, add_json_flag
+from inference_server.cli import CliError, add_json_flag, add_progress_flag
+from inference_server.data import parse_spec
+from inference_server.default import model_dir
+from inference_server.index.manifest import built_with, read_manifest
+from inference_server.model.identity import check_checkpoint
 
 STORAGE_CHOICES = ("fp16", "int8", "pq", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
@@ -29,7 +33,8 @@ def _register_build(actions) -> None:
                     "synthetic:N, ...) with a checkpoint. Writing is atomic: INDEX is replaced only "
                     "once the new index is complete. Bad files are skipped and listed.")
     build.add_argument("library", metavar="LIBRARY", help="data spec of the motion library")
-    build.add_argument("--model", type=Path, required=True, metavar="CKPT", help="checkpoint folder")
+    build.add_argument("--model", required=True, metavar="CKPT",
+                       help="checkpoint folder, or an embedded model: default, permissive")
     build.add_argument("--out", type=Path, required=True, metavar="INDEX", help="index folder to write")
     build.add_argument("--storage", choices=STORAGE_CHOICES, default=None,
                        help="patch store: fp16 (default, 50 KB/motion at d=128), int8 (25 KB), "
@@ -40,6 +45,7 @@ def _register_build(actions) -> None:
                        help="embed only new or changed motions and reuse the rest of the existing INDEX")
     build.add_argument("--batch-size", type=int, default=64, metavar="N", help="motions embedded at once")
     build.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs")
+    add_progress_flag(build)
     add_json_flag(build)
     build.set_defaults(handler=run_build)
 
@@ -55,6 +61,7 @@ def _register_push(actions) -> None:
     push.add_argument("--batch-size", type=int, default=32, metavar="N", help="points per upsert")
     push.add_argument("--shards", type=int, metavar="N", help="shard_number of the collection (Qdrant cluster)")
     push.add_argument("--replicas", type=int, metavar="N", help="replication_factor of the collection (Qdrant cluster)")
+    add_progress_flag(push)
     add_json_flag(push)
     push.set_defaults(handler=run_push)
 
@@ -84,16 +91,18 @@ def _register_verify(actions) -> None:
 def _register_search(subparsers) -> None:
     search = subparsers.add_parser(
         "search", help="top-k motions for a text",
-        description="Rank the library for TEXT by MaxSim, locally (--index + --model) or through a "
-                    "running server (--server).")
+        description="Rank the library for TEXT by MaxSim, locally or through a running server (--server). "
+                    "Locally: the embedded default with no options, an embedded model's library with "
+                    "--model NAME, or --index INDEX with the model that built it (recorded in the index; "
+                    "--model CKPT to name it).")
     search.add_argument("text", metavar="TEXT")
     search.add_argument("-k", type=int, default=10, metavar="K", help="results (default 10)")
-    search.add_argument("--index", type=Path, metavar="INDEX")
-    search.add_argument("--model", type=Path, metavar="CKPT")
+    _add_library_options(search)
     search.add_argument("--server", metavar="ADDR", help="ask a t2m server instead (e.g. tcp://127.0.0.1:5557)")
     search.add_argument("--timeout", type=float, default=30.0, metavar="S", help="--server reply timeout")
     search.add_argument("--exact", action="store_true", help="brute-force MaxSim even on a large library")
     search.add_argument("--device", choices=DEVICES, default="auto")
+    add_progress_flag(search)
     add_json_flag(search)
     search.set_defaults(handler=run_search)
 
@@ -103,42 +112,55 @@ def _register_similar(subparsers) -> None:
         "similar", help="motions similar to a motion of the index",
         description="Rank the library by MaxSim with MOTION_ID's patch vectors (of its windows that hold "
                     "motion) as the query side: every patch of the query motion finds its best patch in "
-                    "each candidate; the mean of those maxima is the score. The motion itself is left out.")
+                    "each candidate; the mean of those maxima is the score. The motion itself is left out. "
+                    "The library: as for search (no options: the embedded default's).")
     similar.add_argument("motion_id", metavar="MOTION_ID")
-    similar.add_argument("--index", type=Path, required=True, metavar="INDEX")
-    similar.add_argument("--model", type=Path, metavar="CKPT", help="check that INDEX was built with this model")
+    _add_library_options(similar)
     similar.add_argument("-k", type=int, default=10, metavar="K")
     similar.add_argument("--exact", action="store_true", help="brute-force MaxSim even on a large library")
     similar.add_argument("--device", choices=DEVICES, default="auto")
+    add_progress_flag(similar)
     add_json_flag(similar)
     similar.set_defaults(handler=run_similar)
+
+
+def _add_library_options(parser) -> None:
+    parser.add_argument("--index", type=Path, metavar="INDEX",
+                        help="motion library index (default: the embedded model's library, built on first use)")
+    parser.add_argument("--model", metavar="CKPT",
+                        help="checkpoint that built INDEX (default: the one INDEX records), or an embedded "
+                             "model with its own library: default, permissive")
 
 
 # ------------------------------------------------------------------ handlers
 
 def run_build(args: argparse.Namespace) -> dict:
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    model = check_checkpoint(model_dir(args.model))
+    parse_spec(args.library)
     from inference_server.index.build import build_index
     from inference_server.retriever import Retriever
 
-    if args.batch_size < 1:
-        raise CliError("--batch-size must be at least 1")
-    retriever = Retriever.load(args.model, device=args.device)
+    retriever = Retriever.load(model, device=args.device)
     options = {} if args.pq_subspaces is None else {"pq_subspaces": args.pq_subspaces}
     report = build_index(args.library, retriever, args.out, storage=args.storage, update=args.update,
-                         batch_size=args.batch_size, progress=True, **options)
+                         batch_size=args.batch_size, progress=args.progress, **options)
     return report if args.json else _print_build(report)
 
 
 def run_push(args: argparse.Namespace) -> dict:
+    read_manifest(args.index)
     from inference_server.index import MotionIndex
     from inference_server.index.qdrant import push_index
 
     index = MotionIndex.load(args.index, device="cpu")
-    return push_index(index, args.qdrant, args.collection, batch_size=args.batch_size, progress=True,
+    return push_index(index, args.qdrant, args.collection, batch_size=args.batch_size, progress=args.progress,
                       shards=args.shards, replicas=args.replicas)
 
 
 def run_info(args: argparse.Namespace) -> dict:
+    read_manifest(args.index)
     from inference_server.index import MotionIndex
     from inference_server.index.store import folder_bytes
 
@@ -156,6 +178,7 @@ def run_info(args: argparse.Namespace) -> dict:
 
 
 def run_verify(args: argparse.Namespace) -> dict:
+    read_manifest(args.index)
     from inference_server.index import MotionIndex
 
     index = MotionIndex.load(args.index, device="cpu")
@@ -163,31 +186,28 @@ def run_verify(args: argparse.Namespace) -> dict:
 
 
 def run_search(args: argparse.Namespace) -> dict | None:
-    if args.k < 1:
-        raise CliError("-k must be at least 1")
+    _check_k(args.k)
     if args.server:
         if args.index or args.model:
-            raise CliError("use either --server or --index with --model, not both")
+            raise CliError("use either --server or --index/--model, not both")
         result = _search_server(args.server, args.text, args.k, args.timeout)
-    elif args.index and args.model:
-        result = _search_local(args)
     else:
-        raise CliError("give --index INDEX --model CKPT, or --server ADDR")
+        result = _search_local(args)
     return result if args.json else _print_hits(result)
 
 
 def run_similar(args: argparse.Namespace) -> dict | None:
+    _check_k(args.k)
+    if args.index and not args.model:  # similar needs the index's vectors, not its model
+        path = args.index
+        built_with(path)  # a missing or foreign folder is refused before torch loads
+    else:
+        path = _library(args)[1]
     from inference_server.index import MotionIndex
 
-    if args.k < 1:
-        raise CliError("-k must be at least 1")
-    index = MotionIndex.load(args.index, device=args.device)
-    if args.model:
-        from inference_server.model import fingerprint
-
-        index.check_model(fingerprint(args.model))
+    index = MotionIndex.load(path, device=args.device)
     if args.motion_id not in index:
-        raise CliError(f"no motion {args.motion_id!r} in index {args.index}")
+        raise CliError(f"no motion {args.motion_id!r} in index {path}")
     hits = index.similar(index.row(args.motion_id), args.k, exact=args.exact)
     result = {"query": args.motion_id, "results": _results(index, hits), "tokens": [],
               "method": "maxsim over the query motion's patches"}
@@ -196,12 +216,25 @@ def run_similar(args: argparse.Namespace) -> dict | None:
 
 # ------------------------------------------------------------------ helpers
 
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise CliError("-k must be at least 1")
+
+
+def _library(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(model, index) of --model/--index, checked before torch loads (default.resolve)."""
+    from inference_server import default
+
+    return default.resolve(args.model, args.index, progress=args.progress)
+
+
 def _search_local(args: argparse.Namespace) -> dict:
+    model, path = _library(args)
     from inference_server.index import MotionIndex
     from inference_server.retriever import Retriever
 
-    retriever = Retriever.load(args.model, device=args.device)
-    index = MotionIndex.load(args.index, retriever)
+    retriever = Retriever.load(model, device=args.device)
+    index = MotionIndex.load(path, retriever)
     embedding = retriever.embed_texts([args.text])[0]
     hits = index.search(embedding, args.k, exact=args.exact)
     return {"results": _results(index, hits), "tokens": list(embedding.tokens)}

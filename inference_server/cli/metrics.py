@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference_server.cli import CliError, add_json_flag
+from inference_server.cli import CliError, add_json_flag, add_progress_flag
 from inference_server.errors import DataError
 from inference_server.metrics import (
     DEFAULT_THRESHOLD,
@@ -42,6 +42,7 @@ def register(subparsers) -> None:
         help=f"threshold protocol: caption cosine above which a candidate is correct (default {DEFAULT_THRESHOLD})",
     )
     parser.add_argument("--markdown", action="store_true", help="print the metrics as a Markdown table")
+    add_progress_flag(parser)
     add_json_flag(parser)
     parser.set_defaults(handler=run_metrics)
 
@@ -56,7 +57,7 @@ def run_metrics(args: argparse.Namespace) -> dict | None:
     if args.protocol == "dissimilar" and args.nsim is None:
         raise CliError("--protocol dissimilar needs --nsim")
     nsim_ids = nsim_rows(args.nsim, args.ids, len(scores)) if args.protocol == "dissimilar" else None
-    embeddings = sentence_embeddings(captions, progress=True) if args.protocol == "threshold" else None
+    embeddings = sentence_embeddings(captions, progress=args.progress) if args.protocol == "threshold" else None
     result = retrieval_metrics(
         scores, args.protocol, captions=captions, text_embeddings=embeddings,
         threshold=args.threshold, nsim_ids=nsim_ids,

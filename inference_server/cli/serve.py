@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bridge.protocol import DEFAULT_ADDRESS
-from inference_server.cli import CliError, add_json_flag
+from inference_server.cli import CliError, add_json_flag, add_progress_flag
 
 KEY_NAME = "server"  # -> server.key (public, give it to clients) and server.key_secret
 
@@ -20,7 +20,8 @@ def register(subparsers) -> None:
         description="Serve search, explain, motion, describe and similar over ZeroMQ (protocol: "
                     "INTERFACES.md section 2). With no --index/--model: the embedded default.")
     serve.add_argument("--index", type=Path, metavar="INDEX", help="motion library index (t2m index build)")
-    serve.add_argument("--model", metavar="CKPT", help="checkpoint the index was built with, or an embedded "
+    serve.add_argument("--model", metavar="CKPT", help="checkpoint the index was built with (default: the one "
+                       "the index records), or an embedded "
                        "model by name: default (non-commercial, trained on real mocap) or permissive "
                        "(synthetic data only), each with its own library when --index is not given")
     serve.add_argument("--bind", default=DEFAULT_ADDRESS, metavar="ADDR",
@@ -39,6 +40,7 @@ def register(subparsers) -> None:
     serve.add_argument("--no-verify", action="store_true",
                        help="skip the full index check at start (finite vectors, codes in range, sha256s); "
                             "the fast structural check always runs")
+    add_progress_flag(serve)
     add_json_flag(serve)
     serve.set_defaults(handler=run_serve)
 
@@ -143,7 +145,7 @@ def build_engine(model: Path, index: Path, device: str = "auto", qdrant: tuple[s
 
 def _model_and_index(args: argparse.Namespace) -> tuple[Path, Path]:
     from inference_server import default
-    return default.resolve(args.model, args.index)
+    return default.resolve(args.model, args.index, progress=args.progress)
 
 
 def _qdrant_target(args: argparse.Namespace) -> tuple[str, str] | None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inference_server.cli import CliError, add_json_flag
-from inference_server.maxsim import POOLINGS
-from inference_server.model.presets import PRESETS
+from inference_server.cli import CliError, add_json_flag, add_progress_flag
+from inference_server.data import parse_spec
+from inference_server.default import model_dir
+from inference_server.model.identity import check_checkpoint
+from inference_server.model.presets import POOLINGS, PRESETS
 
 DEVICES = ("auto", "cpu", "cuda")
+MODEL_HELP = ("checkpoint folder, or an embedded model: default (the default; non-commercial, trained on "
+              "real mocap) or permissive (synthetic data only)")
 
 
 def register(subparsers) -> None:
@@ -68,7 +72,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue RUN/last with its stored options (a larger --epochs trains longer)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--ddp", action="store_true", help="distributed data parallel under torchrun")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_progress_flag(parser)
     add_json_flag(parser)
 
 
@@ -85,7 +89,7 @@ def _register_eval(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="evaluate a checkpoint on a data spec",
                                    description="Every captioned motion of SPEC with its first caption "
                                    "(the All protocol's pairs), scored by the checkpoint.")
-    parser.add_argument("--model", required=True, metavar="CKPT", help="checkpoint folder")
+    parser.add_argument("--model", metavar="CKPT", help=MODEL_HELP)
     parser.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. humanml3d:DIR@test")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="all")
     parser.add_argument("--nsim", metavar="IDS.txt", help="dissimilar protocol: motion ids, one per line")
@@ -93,6 +97,7 @@ def _register_eval(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--markdown", action="store_true", help="print the metrics as a Markdown table")
+    add_progress_flag(parser)
     add_json_flag(parser)
     parser.set_defaults(handler=run_eval)
 
@@ -102,7 +107,7 @@ def _register_explain(subparsers) -> None:
                                    description="Which body parts, when, each word of TEXT matches in MOTION_FILE.")
     parser.add_argument("text", metavar="TEXT")
     parser.add_argument("motion_file", metavar="MOTION_FILE", help=".bvh, .npy (HumanML3D) or DeepMimic .json")
-    parser.add_argument("--model", required=True, metavar="CKPT", help="checkpoint folder")
+    parser.add_argument("--model", metavar="CKPT", help=MODEL_HELP)
     parser.add_argument("--out", required=True, metavar="X.png", help="heat map picture to write")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     add_json_flag(parser)
@@ -110,29 +115,32 @@ def _register_explain(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> dict | None:
-    from inference_server.train import options_from_args, train
     if args.epochs is not None and args.epochs < 1:
         raise CliError("--epochs must be at least 1")
     if args.batch_size is not None and args.batch_size < 2:
         raise CliError("--batch-size must be at least 2 (the contrastive loss needs negatives)")
+    from inference_server.train import options_from_args, train
     return train(options_from_args(args))
 
 
 def run_eval(args: argparse.Namespace) -> dict | None:
     from inference_server.cli.metrics import metrics_output
+    model = _checkpoint(args.model)
+    parse_spec(args.data)
     from inference_server.evaluate import evaluate
-    _check_checkpoint(args.model)
-    result = evaluate(args.model, args.data, args.protocol, args.device, args.batch_size,
-                      nsim_file=args.nsim, threshold=args.threshold, progress=True)
+    result = evaluate(model, args.data, args.protocol, args.device, args.batch_size,
+                      nsim_file=args.nsim, threshold=args.threshold, progress=args.progress)
     return metrics_output(result, args)
 
 
 def run_explain(args: argparse.Namespace) -> dict | None:
+    model = _checkpoint(args.model)
+    if not Path(args.motion_file).is_file():
+        raise CliError(f"{args.motion_file}: no such motion file")
     from inference_server.explain import explain_file
-    _check_checkpoint(args.model)
-    return explain_file(args.text, args.motion_file, args.model, args.out, args.device)
+    return explain_file(args.text, args.motion_file, model, args.out, args.device)
 
 
-def _check_checkpoint(path: str) -> None:
-    if not Path(path).is_dir():
-        raise CliError(f"--model {path}: no such checkpoint folder")
+def _checkpoint(model: str | None) -> Path:
+    """--model: a checkpoint folder or an embedded model's name; none: the embedded default."""
+    return check_checkpoint(model_dir(model))
