@@ -26,7 +26,7 @@ from inference_server.data.bvh import parse_bvh
 from inference_server.jami import AngleStats, jami_input
 from inference_server.motion import Motion
 
-DEFAULT_DATA = Path("/work/shared/data/bandai-namco")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bandai-namco"  # ../shared/data
 TARGET_JAMI_PER_S = 300.0
 MOTION_FRAMES = 200
 

@@ -32,7 +32,8 @@ import torch
 from inference_server.evaluate import contrast_accuracy, evaluate
 from inference_server.train import TrainOptions, train
 
-DEFAULT_BANDAI = "bandai:/work/shared/data/bandai-namco"
+# the shared data folder next to the checkout (../shared/data)
+DEFAULT_BANDAI = f"bandai:{Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'bandai-namco'}"
 POOLINGS = ("maxsim", "global")
 REPORTED = ("R@1", "R@5", "R@10", "MedR")
 

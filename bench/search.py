@@ -5,7 +5,7 @@
     python bench/search.py --sizes 1000,10000  # skip the 50k case (~2 min less)
     python bench/search.py --model CKPT     # + R@10 of fp32/fp16/int8/pq on real held-out data
     python bench/search.py --sizes 1000 --model inference_server/default/model \
-        --data bandai:/work/shared/data/bandai-namco@test --data synthetic:4000:0@test
+        --data bandai:../shared/data/bandai-namco@test --data synthetic:4000:0@test
 
 1. Synthetic clustered embeddings (P=196, d=128; inference_server/index/synthetic.py) at
    each size: index build time (centroids, assignment, encoding), exact brute force and
@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's packages, whatever the environment has installed
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_DATA = "bandai:/work/shared/data/bandai-namco@test"
+DEFAULT_DATA = f"bandai:{ROOT.parent / 'shared' / 'data' / 'bandai-namco'}@test"  # ../shared/data
 STORAGES = ("fp32", "fp16", "int8", "pq")
 K = 10
 

@@ -15,8 +15,7 @@ from inference_server.jami import AngleStats
 from inference_server.motion import SMPL22_PARENTS, Motion, smpl22_skeleton
 from inference_server.pictures import save_jami_png, save_preview_gif, save_relevance_png
 
-BANDAI_CLIP = Path("/work/shared/data/bandai-namco/dataset-2-subset/data/"
-                   "dataset-2_raise-up-left-hand_active_001.bvh")
+BANDAI_CLIP = Path("dataset-2-subset") / "data" / "dataset-2_raise-up-left-hand_active_001.bvh"  # under bandai_root
 
 
 def waving_motion(frames: int = 40, fps: float = 20.0) -> Motion:
@@ -122,14 +121,14 @@ def test_cli_errors_name_the_file(npy_motion, tmp_path):
         run_cli("motion", "angles", str(path), "--out", str(blocker / "a.csv"))
 
 
-@pytest.mark.skipif(not BANDAI_CLIP.is_file(), reason="Bandai-Namco clips not on this machine")
-def test_cli_on_a_bandai_bvh(tmp_path):
-    result = run_cli("motion", "angles", str(BANDAI_CLIP), "--out", str(tmp_path / "a.csv"), "--json")
+def test_cli_on_a_bandai_bvh(tmp_path, bandai_root):
+    clip = bandai_root / BANDAI_CLIP
+    result = run_cli("motion", "angles", str(clip), "--out", str(tmp_path / "a.csv"), "--json")
     table = np.loadtxt(tmp_path / "a.csv", delimiter=",", skiprows=1)
     assert table.shape == (result["frames"], 29) and result["frames"] > 20
     assert np.isfinite(table).all()
     # "raise up left hand": the left shoulder swings far more than the right one.
     swing = table.max(axis=0) - table.min(axis=0)
     assert swing[CHANNELS.index("l_shoulder_adduction")] > 2 * swing[CHANNELS.index("r_shoulder_adduction")]
-    run_cli("motion", "jami", str(BANDAI_CLIP), "--out", str(tmp_path / "j.png"))
+    run_cli("motion", "jami", str(clip), "--out", str(tmp_path / "j.png"))
     assert _png(tmp_path / "j.png").std() > 10
