@@ -93,13 +93,13 @@ def run_serve(args: argparse.Namespace) -> dict:
         if not args.curve_secret:
             raise CliError("--allowed-clients needs --curve-secret (client keys are CurveZMQ keys)")
         check_allowed_clients(args.allowed_clients)
+    qdrant = _qdrant_target(args)
     _configure_logging()
     model, index = _model_and_index(args)
     from inference_server.default import licence
     if licence(model):
         logging.getLogger("t2m.server").info("model licence: %s", licence(model))
-    engine = build_engine(model, index, device=args.device,
-                          qdrant=_qdrant_target(args), verify=not args.no_verify)
+    engine = build_engine(model, index, device=args.device, qdrant=qdrant, verify=not args.no_verify)
     server = Server(engine, bind=args.bind, curve_secret=args.curve_secret, insecure=args.insecure,
                     allowed_clients=args.allowed_clients)
     previous = {sig: signal.signal(sig, lambda *_: server.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
