@@ -93,6 +93,10 @@ RUNS: dict[str, dict] = {
     "all_sources_grounded": {"args": [*_data("bandai", "synthetic-rich", "synthetic", "deepmimic"), *MIX,
                                       "--epochs", "6", "--grounding-weight", "1.0"],
                              "tests": list(TESTS), "queries": True},
+    # a longer budget and half the grounding weight
+    "all_sources_grounded_10ep": {"args": [*_data("bandai", "synthetic-rich", "synthetic", "deepmimic"), *MIX,
+                                           "--epochs", "10", "--grounding-weight", "0.5"],
+                                  "tests": list(TESTS), "queries": True},
 }
 
 
