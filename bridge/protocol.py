@@ -50,6 +50,9 @@ MAX_TEXT_CHARS = 1000
 MAX_K = 100
 DEFAULT_K = 10
 DESCRIBE_K = 5                            # describe: captions returned when k is not given
+PREVIEW_WIDTH, PREVIEW_HEIGHT = 256, 64   # preview: the PNG's size in pixels when not given
+MIN_PREVIEW_WIDTH, MAX_PREVIEW_WIDTH = 32, 1024
+MIN_PREVIEW_HEIGHT, MAX_PREVIEW_HEIGHT = 16, 512
 # Bounds on the work one request may ask for, checked before anything is allocated.
 MAX_DIM_SIZE = MAX_MESSAGE_BYTES          # no axis of an array may be longer
 MAX_ARRAY_ELEMENTS = MAX_MESSAGE_BYTES    # elements of one array (zero-size arrays included)
@@ -122,6 +125,23 @@ def check_motion_id(motion_id) -> str:
     return motion_id
 
 
+def check_width(width) -> int:
+    """preview's picture width: an integer from MIN_PREVIEW_WIDTH to MAX_PREVIEW_WIDTH pixels."""
+    return _check_pixels("width", width, MIN_PREVIEW_WIDTH, MAX_PREVIEW_WIDTH)
+
+
+def check_height(height) -> int:
+    """preview's picture height: an integer from MIN_PREVIEW_HEIGHT to MAX_PREVIEW_HEIGHT pixels."""
+    return _check_pixels("height", height, MIN_PREVIEW_HEIGHT, MAX_PREVIEW_HEIGHT)
+
+
+def _check_pixels(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ProtocolError(BAD_REQUEST, f"{name} must be an integer from {low} to {high} pixels "
+                                         f"(MIN_PREVIEW_{name.upper()}, MAX_PREVIEW_{name.upper()}), not {value!r}")
+    return value
+
+
 def check_fps(fps) -> float:
     """The frame rate of positions sent with describe: a number from MIN_FPS to MAX_FPS."""
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not MIN_FPS <= fps <= MAX_FPS:
@@ -156,12 +176,15 @@ class ArraySpec:
 @dataclass(frozen=True)
 class Op:
     """One operation: its arguments, the arrays a request may carry, the keys of its result
-    (at least these; additions are backward compatible) and the arrays of its reply."""
+    (at least these; additions are backward compatible), the keys a result carries only in
+    some cases (`optional_result`, e.g. search's `segments` for a prompt of several steps)
+    and the arrays of its reply."""
     name: str
     args: tuple[Arg, ...] = ()
     arrays: tuple[ArraySpec, ...] = ()
     result: tuple[str, ...] = ()
     reply_arrays: tuple[ArraySpec, ...] = ()
+    optional_result: tuple[str, ...] = ()
 
     def arg(self, name: str) -> Arg:
         return next(arg for arg in self.args if arg.name == name)
@@ -173,9 +196,11 @@ _HITS = ("results", "tokens")
 
 OPS: dict[str, Op] = {op.name: op for op in (
     Op("info", result=("protocol", "model", "library", "device", "ready")),
-    Op("search", (_TEXT, Arg("k", "integer", check_k, default=DEFAULT_K)), result=_HITS),
+    # A prompt of several steps ("A, then B": bridge/sequence.py) adds `segments` (and `spans` on each hit).
+    Op("search", (_TEXT, Arg("k", "integer", check_k, default=DEFAULT_K)), result=_HITS,
+       optional_result=("segments",)),
     Op("explain", (_TEXT, _MOTION_ID), result=("tokens", "parts", "window_seconds"),
-       reply_arrays=(ArraySpec("relevance", "float32", ("tokens", 14, "windows")),)),
+       reply_arrays=(ArraySpec("relevance", "float32", ("tokens", 14, "windows")),), optional_result=("steps",)),
     Op("motion", (_MOTION_ID,), result=("joints", "parents", "fps", "up"),
        reply_arrays=(ArraySpec("positions", "float32", ("T", "J", 3)),
                      ArraySpec("rotations", "float32", ("T", "J", 4), optional=True))),
@@ -184,6 +209,9 @@ OPS: dict[str, Op] = {op.name: op for op in (
                     Arg("k", "integer", check_k, default=DESCRIBE_K)),
        arrays=(ArraySpec("positions", "float32", ("T", 22, 3), optional=True),), result=("captions",)),
     Op("similar", (_MOTION_ID, Arg("k", "integer", check_k, default=DEFAULT_K)), result=_HITS),
+    Op("preview", (_MOTION_ID, Arg("width", "integer", check_width, default=PREVIEW_WIDTH),
+                   Arg("height", "integer", check_height, default=PREVIEW_HEIGHT)),
+       result=("motion_id", "width", "height"), reply_arrays=(ArraySpec("png", "uint8", ("bytes",)),)),
 )}
 
 

@@ -1,4 +1,9 @@
-"""Engine: the six wire ops (INTERFACES.md section 2) over a Retriever and a MotionIndex.
+"""Engine: the wire ops (bridge/protocol.py OPS) over a Retriever and a MotionIndex.
+
+A search or explain text of several steps ("A, then B": bridge/sequence.py) is order-aware
+(ordered.py): search reranks a candidate pool of the plain search by the order penalty and adds
+each step's own results (`segments`) and each hit's step `spans`; explain adds the `steps` and
+keeps each step's tokens to the time of its span.
 
 Each op returns `(result: dict, arrays: dict[str, np.ndarray])` exactly as the wire carries
 them and raises bridge.protocol.ProtocolError(code, message) for requests it refuses
@@ -11,16 +16,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from bridge.protocol import (BAD_REQUEST, DEFAULT_K, DESCRIBE_K, MAX_FRAMES, MAX_RESAMPLED_FRAMES, NOT_FOUND, OPS,
-                             PROTOCOL_VERSION, ProtocolError, check_fps, check_k, check_motion_id, check_text)
+                             PREVIEW_HEIGHT, PREVIEW_WIDTH, PROTOCOL_VERSION, ProtocolError, check_fps, check_height,
+                             check_k, check_motion_id, check_text, check_width)
+from bridge.sequence import split_steps
 from inference_server.errors import DataError
+from inference_server.index.search import Hit
 from inference_server.jami import BAND, FPS, PART_NAMES
 from inference_server.maxsim import pooled_scores, token_patch_relevance
 from inference_server.motion import Motion
+from inference_server.ordered import order_penalty, span_seconds, step_token_indices
+from inference_server.preview import PreviewCache
 
 log = logging.getLogger("t2m.server")
 
@@ -28,6 +39,28 @@ MAX_DESCRIBE_FRAMES = MAX_FRAMES  # ten minutes at 60 fps (9.5 MB of float32)
 # Caption-bank rows scored at once by describe (bounds the (rows, tokens, 196) similarity block).
 _BANK_CHUNK = 2048
 _EMBED_CHUNK = 256  # captions per text-encoder call while building the bank (a stop waits at most one)
+# A search of several steps reranks this many plain hits at least (CANDIDATES_PER_K x k when more).
+MIN_CANDIDATES = 100
+CANDIDATES_PER_K = 10
+_RERANK_CHUNK = 256  # candidates whose patches are decoded and aligned at once
+
+
+@dataclass
+class _Query:
+    """One search of a micro-batch: its texts (the prompt, then its steps when it has several)."""
+    position: int
+    k: int
+    texts: list[str]
+    embeddings: list = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[str]:
+        return self.texts[1:]
+
+    @property
+    def depth(self) -> int:
+        """Hits wanted for the whole prompt: k, or a candidate pool to rerank by order."""
+        return max(MIN_CANDIDATES, CANDIDATES_PER_K * self.k) if self.steps else self.k
 
 
 class Engine:
@@ -45,6 +78,7 @@ class Engine:
         self.searcher = searcher if searcher is not None else index
         self._bank_texts = bank_texts(index)
         self._bank = LazyCaptionBank(retriever, self._bank_texts)
+        self._previews = PreviewCache()
         _serialize_tokenizer(retriever)  # the server's lanes and the bank's thread encode texts at once
 
     def warm_up(self) -> None:
@@ -85,45 +119,109 @@ class Engine:
         return outcome
 
     def search_many(self, queries: list[tuple]) -> list:
-        """Several (text, k) searches with one text-encoder call: micro-batching for the server.
+        """Several (text, k) searches with one text-encoder call (every prompt and every step of
+        the prompts of several steps): micro-batching for the server.
 
         Returns, per query, either (result, arrays) or the ProtocolError refusing it.
         """
         outcomes: list = [None] * len(queries)
-        valid = []
+        plans = []
         for position, (text, k) in enumerate(queries):
             try:
-                valid.append((position, check_text(text), check_k(k)))
+                text = check_text(text)
+                plans.append(_Query(position, check_k(k), query_texts(text)))
             except ProtocolError as error:
                 outcomes[position] = error
-        embeddings = self._embed([text for _, text, _ in valid])
-        embedded = [(position, k, emb) for (position, _, k), emb in zip(valid, embeddings)]
-        for position, _, emb in embedded:
-            if isinstance(emb, ProtocolError):
-                outcomes[position] = emb
-        ready = [(position, k, emb) for position, k, emb in embedded if not isinstance(emb, ProtocolError)]
-        if ready:
-            largest = max(k for _, k, _ in ready)
-            hit_lists = self.searcher.search_batch([emb for _, _, emb in ready], largest)
-            for (position, k, emb), hits in zip(ready, hit_lists):
-                outcomes[position] = ({"results": self._results(hits[:k]), "tokens": list(emb.tokens)}, {})
+        ready = self._embed_queries(plans, outcomes)
+        hit_lists = self._search_texts(ready)
+        for plan, hits in zip(ready, hit_lists):
+            outcomes[plan.position] = (self._search_result(plan, hits), {})
         return outcomes
 
+    def _embed_queries(self, plans: list[_Query], outcomes: list) -> list[_Query]:
+        """Embed every text of every plan at once; the plans whose texts all embedded (the others'
+        outcome is the error of their first text that did not)."""
+        embeddings = iter(self._embed([text for plan in plans for text in plan.texts]))
+        ready = []
+        for plan in plans:
+            plan.embeddings = [next(embeddings) for _ in plan.texts]
+            error = next((emb for emb in plan.embeddings if isinstance(emb, ProtocolError)), None)
+            if error is None:
+                ready.append(plan)
+            else:
+                outcomes[plan.position] = error
+        return ready
+
+    def _search_texts(self, plans: list[_Query]) -> list[list[list[Hit]]]:
+        """Per plan, the plain hits of each of its texts: the prompt's to plan.depth, each step's to k.
+        One searcher call for the candidate pools (the prompts of several steps), one for the rest."""
+        wanted = [(plan, number, plan.depth if number == 0 else plan.k)
+                  for plan in plans for number in range(len(plan.texts))]
+        hits: dict[tuple[int, int], list[Hit]] = {}
+        for pools in (True, False):
+            group = [(plan, number, depth) for plan, number, depth in wanted if (depth > plan.k) == pools]
+            if group:
+                found = self.searcher.search_batch([plan.embeddings[number] for plan, number, _ in group],
+                                                   max(depth for _, _, depth in group))
+                hits.update({(plan.position, number): list(each) for (plan, number, _), each in zip(group, found)})
+        return [[hits[plan.position, number] for number in range(len(plan.texts))] for plan in plans]
+
+    def _search_result(self, plan: _Query, hits: list[list[Hit]]) -> dict:
+        tokens = list(plan.embeddings[0].tokens)
+        if not plan.steps:
+            return {"results": self._results(hits[0][:plan.k]), "tokens": tokens}
+        ranked, spans = self._rerank_by_order(hits[0], plan.embeddings[1:], plan.k)
+        results = [{**result, "spans": span_seconds(each, self.index.valid_windows(hit.row))}
+                   for result, hit, each in zip(self._results(ranked), ranked, spans)]
+        segments = [{"text": text, "tokens": list(emb.tokens), "results": self._results(step_hits[:plan.k])}
+                    for text, emb, step_hits in zip(plan.steps, plan.embeddings[1:], hits[1:])]
+        return {"results": results, "tokens": tokens, "segments": segments}
+
+    @torch.no_grad()
+    def _rerank_by_order(self, hits: list[Hit], steps: list, k: int) -> tuple[list[Hit], list]:
+        """The k best of `hits` by plain score + order penalty of the steps (ordered.py), with each
+        one's (K, 2) window spans."""
+        if not hits:
+            return [], []
+        scores, spans = [], []
+        for start in range(0, len(hits), _RERANK_CHUNK):
+            chunk = hits[start:start + _RERANK_CHUNK]
+            docs = self.index.store.decode(torch.tensor([hit.row for hit in chunk]))
+            vectors = [torch.from_numpy(step.vectors).to(docs.device) for step in steps]
+            penalty, chunk_spans = order_penalty(vectors, docs, self.retriever.pooling)
+            scores.append(torch.tensor([hit.score for hit in chunk]) + penalty.cpu())
+            spans.append(chunk_spans.cpu())
+        ranked, order = torch.sort(torch.cat(scores), descending=True, stable=True)  # ties: plain order
+        spans = torch.cat(spans)[order[:k]].tolist()
+        return [Hit(hits[i].row, score) for i, score in zip(order[:k].tolist(), ranked[:k].tolist())], spans
+
     def explain(self, text, motion_id) -> tuple[dict, dict]:
-        text = check_text(text)
+        texts = query_texts(check_text(text))
         row = self._row(motion_id)
-        embedding = self._embed_one(text)
-        relevance = token_patch_relevance(torch.from_numpy(embedding.vectors),
-                                          torch.from_numpy(self._patches(row))).numpy()
-        windows = self.index.valid_windows(row)
-        result = {"tokens": list(embedding.tokens), "parts": list(PART_NAMES),
-                  "window_seconds": BAND / FPS}
-        return result, {"relevance": np.ascontiguousarray(relevance[:, :, :windows], dtype=np.float32)}
+        embeddings = self._embed_all(texts)
+        patches = self._patches(row)
+        relevance = token_patch_relevance(torch.from_numpy(embeddings[0].vectors), torch.from_numpy(patches)).numpy()
+        relevance = np.ascontiguousarray(relevance[:, :, :self.index.valid_windows(row)], dtype=np.float32)
+        result = {"tokens": list(embeddings[0].tokens), "parts": list(PART_NAMES), "window_seconds": BAND / FPS}
+        if len(texts) > 1:
+            result["steps"], spans = self._explain_steps(texts[1:], embeddings, patches, relevance.shape[2])
+            keep_steps_in_their_spans(relevance, [step["tokens"] for step in result["steps"]], spans)
+        return result, {"relevance": relevance}
+
+    @torch.no_grad()
+    def _explain_steps(self, steps: list[str], embeddings: list, patches: np.ndarray,
+                       windows: int) -> tuple[list[dict], list]:
+        """([{text, start_s, end_s, tokens}] of each step, [[start, end) windows] of each step): its span
+        in the order-aware alignment (within the motion's `windows`) and the positions of its tokens
+        in the whole prompt's tokens."""
+        vectors = [torch.from_numpy(emb.vectors) for emb in embeddings[1:]]
+        spans = order_penalty(vectors, torch.from_numpy(patches)[None], self.retriever.pooling)[1][0].tolist()
+        tokens = step_token_indices(list(embeddings[0].tokens), [list(emb.tokens) for emb in embeddings[1:]])
+        return [{"text": text, "start_s": start_s, "end_s": end_s, "tokens": positions}
+                for text, (start_s, end_s), positions in zip(steps, span_seconds(spans, windows), tokens)], spans
 
     def motion(self, motion_id) -> tuple[dict, dict]:
-        motion = self.index.motion(self._row(motion_id))
-        if motion.num_frames == 0:  # an index written without positions: say so, not an empty motion
-            raise ProtocolError(NOT_FOUND, f"the library stores no positions for motion {motion_id[:200]!r}")
+        motion = self._stored_motion(motion_id)
         result = {"joints": list(motion.skeleton.names), "parents": [int(p) for p in motion.skeleton.parents],
                   "fps": float(motion.fps), "up": "Y"}
         arrays = {"positions": np.ascontiguousarray(motion.positions, dtype=np.float32)}
@@ -148,6 +246,13 @@ class Engine:
         hits = self.index.similar(self._row(motion_id), k, searcher=self.searcher)
         return {"results": self._results(hits), "tokens": []}, {}
 
+    def preview(self, motion_id, width=PREVIEW_WIDTH, height=PREVIEW_HEIGHT) -> tuple[dict, dict]:
+        """A stick-figure strip of the motion (preview.py) as PNG bytes, cached per (id, size)."""
+        width, height = check_width(width), check_height(height)
+        self._row(motion_id)
+        png = self._previews.preview(motion_id, (width, height), lambda known: self._stored_motion(known).positions)
+        return {"motion_id": motion_id, "width": width, "height": height}, {"png": np.frombuffer(png, dtype=np.uint8)}
+
     # ---------------------------------------------------------------- helpers
 
     def _row(self, motion_id) -> int:
@@ -156,6 +261,12 @@ class Engine:
             return self.index.row(motion_id)
         except KeyError:
             raise ProtocolError(NOT_FOUND, f"no motion {motion_id[:200]!r} in the library") from None
+
+    def _stored_motion(self, motion_id) -> Motion:
+        motion = self.index.motion(self._row(motion_id))
+        if motion.num_frames == 0:  # an index written without positions: say so, not an empty motion
+            raise ProtocolError(NOT_FOUND, f"the library stores no positions for motion {motion_id[:200]!r}")
+        return motion
 
     def _patches(self, row: int) -> np.ndarray:
         return np.ascontiguousarray(self.index.patches(row), dtype=np.float32)
@@ -176,6 +287,14 @@ class Engine:
             return self.retriever.embed_texts(texts)
         except DataError:
             return [self._embed_or_error(text) for text in texts]  # find which text failed
+
+    def _embed_all(self, texts: list[str]) -> list:
+        """TextEmbedding per text; the bad_request of the first text the encoder refuses."""
+        embeddings = self._embed(texts)
+        error = next((emb for emb in embeddings if isinstance(emb, ProtocolError)), None)
+        if error is not None:
+            raise error
+        return embeddings
 
     def _embed_or_error(self, text: str):
         try:
@@ -337,6 +456,24 @@ def _embed_skipping_empty(retriever, texts: list[str]) -> list:
 
 
 # ---------------------------------------------------------------- small facts
+
+def query_texts(text: str) -> list[str]:
+    """[text] for a prompt of one step; [text, step 1, step 2, ...] for one of several."""
+    steps = split_steps(text)
+    return [text, *steps] if len(steps) > 1 else [text]
+
+
+def keep_steps_in_their_spans(relevance: np.ndarray, step_tokens: list[list[int]], spans: list) -> None:
+    """In place on (tokens, parts, windows): each step's tokens keep their relevance on the windows
+    [start, end) of their step's span (of every step they belong to); elsewhere it drops to the
+    minimum of that token's grid, so the picture and the bone colours show the steps in time
+    order. Tokens of no step stay as they are."""
+    allowed = np.zeros((relevance.shape[0], relevance.shape[2]), dtype=bool)
+    for tokens, (start, end) in zip(step_tokens, spans):
+        allowed[np.ix_(tokens, np.arange(start, min(end, relevance.shape[2])))] = True
+    for token in sorted({token for tokens in step_tokens for token in tokens}):
+        relevance[token][:, ~allowed[token]] = relevance[token].min()
+
 
 # Label keys that describe what a motion shows (others, like "rig" or "take", do not).
 DESCRIPTIVE_LABELS = ("content", "style", "action", "actions", "clip")

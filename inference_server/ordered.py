@@ -15,13 +15,19 @@ order ignored. Search ranks by the whole query's plain score plus (ordered - fre
 clip pays only for what putting the steps in order costs it, and scores stay on the plain
 scale. One step costs nothing, so single-step queries rank exactly as before. The chosen
 spans say when each step happens (explain, bone colours).
+
+Search (engine.py) reranks a candidate pool of the plain search this way, and reports each
+hit's spans in seconds (span_seconds); explain tells which of the whole query's
+tokens belong to which step (step_token_indices).
 """
 from __future__ import annotations
+
+import difflib
 
 import torch
 import torch.nn.functional as F
 
-from inference_server.jami import PART_NAMES, WINDOWS
+from inference_server.jami import LAYOUT, PART_NAMES, WINDOWS
 
 PARTS = len(PART_NAMES)
 
@@ -103,3 +109,27 @@ def order_penalty(steps: list[torch.Tensor], docs: torch.Tensor, pooling: str) -
         return docs.new_zeros(len(docs), dtype=steps[0].dtype), whole
     ordered, free, spans = ordered_alignment(steps, docs, pooling)
     return ordered - free, spans
+
+
+def span_seconds(spans, windows: int = WINDOWS) -> list[list[float]]:
+    """[[start, end], ...] window spans [start, end) -> [[start_s, end_s], ...] (jami.LAYOUT), cut to
+    the first `windows` windows: those the motion fills. Past them lies zero padding, which a
+    span may run into at no cost to its score; a step aligned to padding alone comes out empty
+    at the motion's end. Spans in order stay in order."""
+    edges = [LAYOUT.seconds(window)[0] for window in range(windows)] + [LAYOUT.seconds(windows - 1)[1]]
+    return [[edges[min(int(start), windows)], edges[min(int(end), windows)]] for start, end in spans]
+
+
+def step_token_indices(tokens: list[str], steps: list[list[str]]) -> list[list[int]]:
+    """For each step's tokens, the positions in the whole query's `tokens` they come from.
+
+    A step's text is a piece of the query, sometimes with words of another piece (the subject,
+    a borrowed verb: bridge/sequence.py), so each step is matched to the query as the longest
+    matching blocks of tokens (difflib); a token two steps share (the borrowed verb) belongs to
+    both, a connector ("then") to none."""
+    found = []
+    for step in steps:
+        matcher = difflib.SequenceMatcher(None, tokens, step, autojunk=False)
+        found.append(sorted(position for block in matcher.get_matching_blocks()
+                            for position in range(block.a, block.a + block.size)))
+    return found

@@ -5,9 +5,10 @@ Threads:
   socket. It reads every request, decodes it, answers the malformed ones, `info` and the
   refused ones at once, and hands the others to a lane; it never waits on model work.
 - lanes: each a bounded queue with its own worker thread(s): `search` (micro-batched: one
-  text-encoder call for every search waiting), `fetch` (motion), `heavy` (explain, describe,
-  similar). A slow describe never delays a search. A full lane answers `busy` (with a retry
-  hint in the message); `describe` before its caption bank is embedded answers `busy` too.
+  text-encoder call for every search waiting), `fetch` (motion, preview: cheap reads and
+  drawing), `heavy` (explain, describe, similar). A slow describe never delays a search. A
+  full lane answers `busy` (with a retry hint in the message); `describe` before its caption
+  bank is embedded answers `busy` too.
 - workers encode their replies and pass them back to the socket loop (a queue plus an inproc
   wake-up socket), which sends them.
 
@@ -79,7 +80,7 @@ class LaneConfig:
 INLINE_OPS = ("info",)
 DEFAULT_LANES = (
     LaneConfig("search", ("search",), capacity=1024, batch=True),
-    LaneConfig("fetch", ("motion",), capacity=512),
+    LaneConfig("fetch", ("motion", "preview"), capacity=512),
     LaneConfig("heavy", ("explain", "describe", "similar"), capacity=256, nice=10),
 )
 # A peer with this many replies it has not read yet gets `busy` for its new requests.

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bridge.endpoints import is_loopback
-from bridge.protocol import (MAX_FPS, MAX_K, MAX_TEXT_CHARS, MIN_FPS, OPS, ProtocolError, check_fps, check_k,
+from bridge.protocol import (MAX_FPS, MAX_K, MAX_PREVIEW_HEIGHT, MAX_PREVIEW_WIDTH, MAX_TEXT_CHARS, MIN_FPS,
+                             MIN_PREVIEW_HEIGHT, MIN_PREVIEW_WIDTH, OPS, ProtocolError, check_fps, check_k,
                              check_request, check_text)
 
 WIRE_MD = Path(__file__).resolve().parents[1] / "docs" / "WIRE.md"
@@ -60,6 +61,11 @@ def test_the_server_uses_the_bridges_is_loopback():
     ("motion", {"motion_id": 3}, {}, "bad_request", "motion_id must be a string, not int"),
     ("describe", {"fps": 0.5}, {}, "bad_request", "MIN_FPS"),
     ("describe", {"fps": "30"}, {}, "bad_request", "fps must be a number"),
+    ("preview", {"width": 64}, {}, "bad_request", "preview needs argument(s) motion_id"),
+    ("preview", {"motion_id": "m1", "width": 31}, {}, "bad_request", "width must be an integer from 32 to 1024"),
+    ("preview", {"motion_id": "m1", "width": 64.0}, {}, "bad_request", "not 64.0"),
+    ("preview", {"motion_id": "m1", "height": 513}, {}, "bad_request", "height must be an integer from 16 to 512"),
+    ("preview", {"motion_id": "m1", "height": True}, {}, "bad_request", "MAX_PREVIEW_HEIGHT"),
 ])
 def test_check_request_refuses_with_the_code_and_a_clear_message(op, args, arrays, code, words):
     with pytest.raises(ProtocolError) as caught:
@@ -72,6 +78,8 @@ def test_check_request_accepts_what_the_table_allows():
     assert check_request("search", {"text": "a walk", "k": MAX_K}) is OPS["search"]
     assert check_request("describe", {"fps": MAX_FPS, "k": 1}, {"positions": None}) is OPS["describe"]
     assert check_request("describe", {"motion_id": "m1"}).arg("k").default == 5
+    preview = check_request("preview", {"motion_id": "m1", "width": MIN_PREVIEW_WIDTH, "height": MAX_PREVIEW_HEIGHT})
+    assert (preview.arg("width").default, preview.arg("height").default) == (256, 64)
 
 
 def test_limits_are_inclusive():
@@ -163,8 +171,10 @@ def wire_md_ops() -> dict:
         if not row.startswith("| `"):
             continue
         op, args, arrays, result, reply_arrays = _cells(row)
+        always, _, optional = result.partition("; optional ")
         ops[op.strip("`")] = {"args": _parse_args(args), "arrays": _parse_arrays(arrays),
-                              "result": tuple(re.findall(r"`(\w+)`", result)),
+                              "result": tuple(re.findall(r"`(\w+)`", always)),
+                              "optional_result": tuple(re.findall(r"`(\w+)`", optional)),
                               "reply_arrays": _parse_arrays(reply_arrays)}
     return ops
 
@@ -173,7 +183,8 @@ def _array_specs(specs) -> dict:
     return {spec.name: (spec.dtype, ", ".join(str(axis) for axis in spec.shape), spec.optional) for spec in specs}
 
 
-LIMITS = {"k": (1, MAX_K), "text": (1, MAX_TEXT_CHARS), "fps": (MIN_FPS, MAX_FPS)}
+LIMITS = {"k": (1, MAX_K), "text": (1, MAX_TEXT_CHARS), "fps": (MIN_FPS, MAX_FPS),
+          "width": (MIN_PREVIEW_WIDTH, MAX_PREVIEW_WIDTH), "height": (MIN_PREVIEW_HEIGHT, MAX_PREVIEW_HEIGHT)}
 
 
 def test_wire_md_describes_the_table():
@@ -188,6 +199,7 @@ def test_wire_md_describes_the_table():
                 assert limits == LIMITS[arg], (name, arg)
         assert doc["arrays"] == _array_specs(op.arrays), name
         assert doc["result"] == op.result, name
+        assert doc["optional_result"] == op.optional_result, name
         assert doc["reply_arrays"] == _array_specs(op.reply_arrays), name
 
 

@@ -141,7 +141,8 @@ def test_replies_carry_what_the_op_table_promises(client, library):
     requests = {"info": ({}, {}), "search": ({"text": "a person walks"}, {}),
                 "explain": ({"text": "a person walks", "motion_id": motion_id}, {}),
                 "motion": ({"motion_id": motion_id}, {}), "describe": ({"fps": 20.0}, {"positions": positions}),
-                "similar": ({"motion_id": motion_id, "k": 2}, {})}
+                "similar": ({"motion_id": motion_id, "k": 2}, {}),
+                "preview": ({"motion_id": motion_id, "width": 64, "height": 32}, {})}
     assert list(requests) == list(OPS)
     wait_ready(client)
     for name, op in OPS.items():
