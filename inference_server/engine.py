@@ -24,13 +24,13 @@ import torch
 from bridge.protocol import (BAD_REQUEST, DEFAULT_K, DESCRIBE_K, MAX_FRAMES, MAX_RESAMPLED_FRAMES, NOT_FOUND, OPS,
                              PREVIEW_HEIGHT, PREVIEW_WIDTH, PROTOCOL_VERSION, ProtocolError, check_fps, check_height,
                              check_k, check_motion_id, check_text, check_width)
-from bridge.sequence import split_steps
 from inference_server.errors import DataError
+from inference_server.explain import explain_steps
 from inference_server.index.search import Hit
 from inference_server.jami import BAND, FPS, PART_NAMES
 from inference_server.maxsim import pooled_scores, token_patch_relevance
 from inference_server.motion import Motion
-from inference_server.ordered import order_penalty, span_seconds, step_token_indices
+from inference_server.ordered import order_penalty, query_texts, span_seconds
 from inference_server.preview import PreviewCache
 
 log = logging.getLogger("t2m.server")
@@ -204,21 +204,8 @@ class Engine:
         relevance = np.ascontiguousarray(relevance[:, :, :self.index.valid_windows(row)], dtype=np.float32)
         result = {"tokens": list(embeddings[0].tokens), "parts": list(PART_NAMES), "window_seconds": BAND / FPS}
         if len(texts) > 1:
-            result["steps"], spans = self._explain_steps(texts[1:], embeddings, patches, relevance.shape[2])
-            keep_steps_in_their_spans(relevance, [step["tokens"] for step in result["steps"]], spans)
+            result["steps"] = explain_steps(texts[1:], embeddings, patches, relevance, self.retriever.pooling)
         return result, {"relevance": relevance}
-
-    @torch.no_grad()
-    def _explain_steps(self, steps: list[str], embeddings: list, patches: np.ndarray,
-                       windows: int) -> tuple[list[dict], list]:
-        """([{text, start_s, end_s, tokens}] of each step, [[start, end) windows] of each step): its span
-        in the order-aware alignment (within the motion's `windows`) and the positions of its tokens
-        in the whole prompt's tokens."""
-        vectors = [torch.from_numpy(emb.vectors) for emb in embeddings[1:]]
-        spans = order_penalty(vectors, torch.from_numpy(patches)[None], self.retriever.pooling)[1][0].tolist()
-        tokens = step_token_indices(list(embeddings[0].tokens), [list(emb.tokens) for emb in embeddings[1:]])
-        return [{"text": text, "start_s": start_s, "end_s": end_s, "tokens": positions}
-                for text, (start_s, end_s), positions in zip(steps, span_seconds(spans, windows), tokens)], spans
 
     def motion(self, motion_id) -> tuple[dict, dict]:
         motion = self._stored_motion(motion_id)
@@ -456,24 +443,6 @@ def _embed_skipping_empty(retriever, texts: list[str]) -> list:
 
 
 # ---------------------------------------------------------------- small facts
-
-def query_texts(text: str) -> list[str]:
-    """[text] for a prompt of one step; [text, step 1, step 2, ...] for one of several."""
-    steps = split_steps(text)
-    return [text, *steps] if len(steps) > 1 else [text]
-
-
-def keep_steps_in_their_spans(relevance: np.ndarray, step_tokens: list[list[int]], spans: list) -> None:
-    """In place on (tokens, parts, windows): each step's tokens keep their relevance on the windows
-    [start, end) of their step's span (of every step they belong to); elsewhere it drops to the
-    minimum of that token's grid, so the picture and the bone colours show the steps in time
-    order. Tokens of no step stay as they are."""
-    allowed = np.zeros((relevance.shape[0], relevance.shape[2]), dtype=bool)
-    for tokens, (start, end) in zip(step_tokens, spans):
-        allowed[np.ix_(tokens, np.arange(start, min(end, relevance.shape[2])))] = True
-    for token in sorted({token for tokens in step_tokens for token in tokens}):
-        relevance[token][:, ~allowed[token]] = relevance[token].min()
-
 
 # Label keys that describe what a motion shows (others, like "rig" or "take", do not).
 DESCRIPTIVE_LABELS = ("content", "style", "action", "actions", "clip")

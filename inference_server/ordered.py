@@ -17,8 +17,8 @@ scale. One step costs nothing, so single-step queries rank exactly as before. Th
 spans say when each step happens (explain, bone colours).
 
 Search (engine.py) reranks a candidate pool of the plain search this way, and reports each
-hit's spans in seconds (span_seconds); explain tells which of the whole query's
-tokens belong to which step (step_token_indices).
+hit's spans in seconds (span_seconds); explain (explain.py) tells which of the whole query's
+tokens belong to which step (step_token_indices). query_texts: the texts a query is embedded as.
 """
 from __future__ import annotations
 
@@ -27,9 +27,16 @@ import difflib
 import torch
 import torch.nn.functional as F
 
+from bridge.sequence import split_steps
 from inference_server.jami import LAYOUT, PART_NAMES, WINDOWS
 
 PARTS = len(PART_NAMES)
+
+
+def query_texts(text: str) -> list[str]:
+    """[text] for a query of one step; [text, step 1, step 2, ...] for one of several."""
+    steps = split_steps(text)
+    return [text, *steps] if len(steps) > 1 else [text]
 
 
 def span_maxsim(step: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:

@@ -151,8 +151,12 @@ def _side(name: str) -> str:
 
 # ---- token relevance ----
 
-def save_relevance_png(tokens: list[str], relevance: np.ndarray, path, title: str = "") -> Path:
-    """One row per text token: a body part x time window heat map of its relevance."""
+def save_relevance_png(tokens: list[str], relevance: np.ndarray, path, title: str = "",
+                       steps: list[dict] | None = None) -> Path:
+    """One row per text token: a body part x time window heat map of its relevance.
+
+    steps: a text of several steps (explain's `steps`: text, start_s, end_s, tokens): each
+    step's span is outlined on the rows of its tokens, with the step's number."""
     relevance = np.asarray(relevance, dtype=np.float32)
     if relevance.ndim != 3 or relevance.shape[1] != len(PART_NAMES) or relevance.shape[0] != len(tokens):
         raise DataError(f"relevance must be ({len(tokens)} tokens, {len(PART_NAMES)} parts, windows), "
@@ -170,6 +174,9 @@ def save_relevance_png(tokens: list[str], relevance: np.ndarray, path, title: st
         axes.set_yticks(np.arange(len(PART_NAMES)) + 0.5, PART_NAMES, fontsize=6)
         axes.set_ylabel(token, rotation=0, ha="right", va="center", fontsize=11, fontweight="bold",
                         labelpad=48)
+    for number, step in enumerate(steps or [], 1):
+        for token in step["tokens"]:
+            _outline_step(rows[token], number, step["start_s"], step["end_s"])
     rows[-1].set_xticks(edges[::2])
     rows[-1].set_xlabel("time (s)")
     if title:
@@ -178,3 +185,9 @@ def save_relevance_png(tokens: list[str], relevance: np.ndarray, path, title: st
     out = _output(path)
     figure.savefig(out, bbox_inches="tight")
     return out
+
+
+def _outline_step(axes, number: int, start_s: float, end_s: float) -> None:
+    """A step's span on a token's row: a box from start_s to end_s, numbered at its top left."""
+    axes.axvspan(start_s, end_s, fill=False, edgecolor="cyan", linewidth=1.5, linestyle="--")
+    axes.text(start_s, 0, f" {number}", color="cyan", fontsize=9, fontweight="bold", va="top", ha="left")

@@ -186,6 +186,23 @@ def test_explain_of_one_step_is_unchanged(engine):
     np.testing.assert_allclose(arrays["relevance"], full[:, :, :arrays["relevance"].shape[2]], atol=1e-6)
 
 
+def test_t2m_explain_of_several_steps_and_its_picture_outline_the_steps(engine, tmp_path):
+    from inference_server.explain import explain
+    from inference_server.pictures import save_relevance_png
+
+    motion = engine.index.motion(int(np.argmax([engine.index.meta(i)["duration"] for i in range(16)])))
+    explanation = explain(engine.retriever, TWO_STEPS, motion)
+    assert [step["text"] for step in explanation.steps] == split_steps(TWO_STEPS)
+    assert explanation.to_dict()["steps"] == explanation.steps
+    assert explain(engine.retriever, "someone jumps", motion).steps is None
+    with_steps = save_relevance_png(explanation.tokens, explanation.relevance, tmp_path / "steps.png",
+                                    steps=explanation.steps)
+    without = save_relevance_png(explanation.tokens, explanation.relevance, tmp_path / "plain.png")
+    cyan = [np.sum(np.all(np.asarray(Image.open(path).convert("RGB")) == (0, 255, 255), axis=-1))
+            for path in (with_steps, without)]
+    assert cyan[0] > 100 and cyan[1] == 0
+
+
 def test_step_tokens_are_found_in_the_whole_prompt():
     tokens = ["walks", "forward", ",", "then", "waves", "right", "hand", ",", "then", "sits", "down"]
     assert step_token_indices(tokens, [["walks", "forward"], ["waves", "right", "hand"], ["sits", "down"]]) == \
