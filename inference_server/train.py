@@ -15,7 +15,7 @@ caption), with one of its captions drawn at random and a random 224-frame crop. 
 statistics come from the training set (originals and mirrors) and go into the checkpoint.
 Takes that share labels (e.g. Bandai's content and style) count as positives of each other
 in the contrastive loss.
-DDP: run under torchrun (`torchrun --nproc_per_node 2 -m inference_server.train ...`);
+DDP: run under torchrun (`torchrun --nproc_per_node 2 -m inference_server train ...`);
 each process takes its own shard of every epoch and --batch-size is per process
 (the InfoNCE negatives are the process's own batch).
 """
@@ -112,7 +112,7 @@ def init_distributed(requested: bool) -> DistInfo:
     if world <= 1:
         if requested:
             raise T2MError("--ddp needs the torchrun environment (WORLD_SIZE, RANK, MASTER_ADDR...): "
-                           "run `torchrun --nproc_per_node N -m inference_server.train ...`")
+                           "run `torchrun --nproc_per_node N -m inference_server train ...`")
         return DistInfo()
     import torch.distributed as dist
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
@@ -553,25 +553,3 @@ def options_from_args(args) -> TrainOptions:
     if isinstance(values.get("data"), list) and len(values["data"]) == 1:
         values["data"] = values["data"][0]
     return TrainOptions(**values)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m inference_server.train ...` (what torchrun launches): same options as `t2m train`."""
-    import argparse
-
-    from inference_server.cli import print_result
-    from inference_server.cli.train import add_train_arguments
-    parser = argparse.ArgumentParser(prog="python -m inference_server.train")
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        result = train(options_from_args(args))
-    except T2MError as error:
-        print(f"t2m train: error: {error}", file=sys.stderr)
-        return 1
-    print_result(result, args.json)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

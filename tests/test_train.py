@@ -144,7 +144,7 @@ def test_ddp_two_gloo_processes(tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "inference_server.train", "--data", "synthetic:40:1", "--out", str(run),
+               "-m", "inference_server", "train", "--data", "synthetic:40:1", "--out", str(run),
                "--preset", "test", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--ddp",
                "--no-progress", "--json"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
