@@ -3,10 +3,13 @@
 run_batch() is the one call for pipeline scripts; `t2m batch` wraps it. For each prompt it
 asks a backend (a bridge Client for a server, or the in-process LocalBackend) for the
 best motions, retargets the chosen one onto the rig with the extension's own retargeting
-and writes one file. Files are written under a temporary name and renamed when complete,
-so an existing output is always a complete one: a rerun skips it, and an interrupted run
-leaves no half-written file. summary.json / summary.csv record what was chosen and why;
-review.blend holds every clip as a named NLA strip.
+and writes one file. A prompt of several steps ("walks, then waves", which the server
+answers with `segments`) becomes one stitched action, as the panel's Apply Sequence makes
+it: the chosen clip of every step, joined over `blend_frames` frames. Files are written
+under a temporary name and renamed when complete, so an existing output is always a
+complete one: a rerun skips it, and an interrupted run leaves no half-written file.
+summary.json / summary.csv record what was chosen and why; review.blend holds every clip
+as a named NLA strip.
 """
 from __future__ import annotations
 
@@ -25,10 +28,11 @@ from pathlib import Path
 
 import bpy
 
+from . import clips
 from .errors import AddonError
-from .retarget import apply_motion
+from .retarget import apply_motion, scene_fps
 from .retarget_solver import ROOT_MOTION_MODES
-from .wire import RemoteError
+from .wire import DEFAULT_BLEND_FRAMES, RemoteError
 
 FORMATS = ("fbx", "bvh", "blend")
 SUMMARY_FIELDS = ["prompt", "name", "rank", "motion_id", "motion_name", "score", "output", "seconds",
@@ -47,13 +51,14 @@ class Prompt:
     rank: int = 0
     start_frame: int | None = None
     root_motion: str = "full"
+    blend_frames: int = DEFAULT_BLEND_FRAMES
 
 
 # ---------------------------------------------------------------- prompt files
 
 def read_prompts(path: str | Path) -> tuple[list[Prompt], list[dict]]:
     """Prompts from .txt (one a line), .csv or .jsonl (columns prompt, name, rank,
-    start_frame, root_motion); rows that cannot be used come back as failures."""
+    start_frame, root_motion, blend_frames); rows that cannot be used come back as failures."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -98,8 +103,12 @@ def _prompt_from_row(row: dict) -> Prompt:
     root_motion = str(row.get("root_motion") or "full").strip().replace(" ", "_").replace("-", "_")
     if root_motion not in ROOT_MOTION_MODES:
         raise ValueError(f"root_motion must be one of {', '.join(ROOT_MOTION_MODES)}, got {root_motion!r}")
+    blend_frames = _optional_int(row.get("blend_frames"), "blend_frames", DEFAULT_BLEND_FRAMES)
+    if blend_frames < 0:
+        raise ValueError(f"blend_frames must be >= 0, got {blend_frames}")
     name = str(row.get("name") or "").strip() or text
-    return Prompt(text, name, rank, _optional_int(row.get("start_frame"), "start_frame", None), root_motion)
+    return Prompt(text, name, rank, _optional_int(row.get("start_frame"), "start_frame", None), root_motion,
+                  blend_frames)
 
 
 def _optional_int(value, field: str, default):
@@ -166,26 +175,38 @@ def _pick_armature(path: Path, name: str | None) -> bpy.types.Object:
 
 # ---------------------------------------------------------------- one prompt
 
-def retrieve(backend, prompt: Prompt) -> tuple[dict, dict]:
-    """The chosen search hit and the motion reply's (result, arrays) for one prompt."""
+def retrieve(backend, prompt: Prompt) -> list[dict]:
+    """The chosen search hit (at the prompt's rank) of every step of the prompt: one for a
+    prompt of one step; one per segment, each with its step's "text", for a sequence."""
     result, _ = backend.call("search", {"text": prompt.prompt, "k": prompt.rank + 1})
-    hits = result["results"]
-    if len(hits) <= prompt.rank:
-        raise BatchError(f"asked for result rank {prompt.rank} but the library returned {len(hits)}")
-    hit = hits[prompt.rank]
-    return hit, backend.call("motion", {"motion_id": hit["motion_id"]})
+    if result.get("segments"):
+        return [{**_ranked(segment["results"], prompt.rank), "text": segment["text"]}
+                for segment in result["segments"]]
+    return [_ranked(result["results"], prompt.rank)]
 
 
-def make_clip(obj, backend, prompt: Prompt, motion_id: str | None = None) -> tuple[bpy.types.Action, dict]:
-    """Retarget the prompt's chosen motion (or `motion_id`) onto `obj` as a new action."""
-    if motion_id is None:
-        hit, (motion, arrays) = retrieve(backend, prompt)
+def _ranked(hits: list[dict], rank: int) -> dict:
+    if len(hits) <= rank:
+        raise BatchError(f"asked for result rank {rank} but the library returned {len(hits)}")
+    return hits[rank]
+
+
+def make_clip(obj, backend, prompt: Prompt, hits: list[dict] | None = None) -> tuple[bpy.types.Action, list]:
+    """Retarget the prompt's chosen motion onto `obj` as a new action (the clips of a
+    sequence stitched into one); `hits` ({"motion_id"} each): those motions instead."""
+    hits = hits or retrieve(backend, prompt)
+    parts = []
+    for hit in hits:
+        motion, arrays = backend.call("motion", {"motion_id": hit["motion_id"]})
+        parts.append((clips.smpl_positions(motion, arrays), float(motion["fps"])))
+    if len(parts) == 1:
+        positions, fps = parts[0]
     else:
-        hit = {"motion_id": motion_id}
-        motion, arrays = backend.call("motion", {"motion_id": motion_id})
-    action = apply_motion(obj, arrays["positions"], float(motion["fps"]), prompt.name,
-                          root_motion=prompt.root_motion, start_frame=prompt.start_frame)
-    return action, hit
+        fps = scene_fps(bpy.context.scene)
+        positions = clips.stitched_positions(parts, fps, prompt.blend_frames, prompt.root_motion == "in_place")
+    action = apply_motion(obj, positions, fps, prompt.name, root_motion=prompt.root_motion,
+                          start_frame=prompt.start_frame)
+    return action, hits
 
 
 def export_clip(obj, action, path: Path, fmt: str) -> None:
@@ -282,21 +303,37 @@ def _run_one(obj, backend, prompt: Prompt, path: Path, fmt: str, previous: dict 
     started = time.perf_counter()
     if path.exists():
         # Complete by construction (renamed into place): recreate the clip for the review only.
-        motion_id = previous["motion_id"] if previous else None
-        action, hit = make_clip(obj, backend, prompt, motion_id)
-        hit = {**(previous or {}), **hit}
+        action, hits = make_clip(obj, backend, prompt, _previous_hits(previous))
         skipped = True
     else:
-        action, hit = make_clip(obj, backend, prompt)
+        action, hits = make_clip(obj, backend, prompt)
         export_clip(obj, action, path, fmt)
         skipped = False
     start, end = action.frame_range
-    record = {"prompt": prompt.prompt, "name": prompt.name, "rank": prompt.rank,
-              "motion_id": hit["motion_id"], "motion_name": hit.get("name", hit.get("motion_name", "")),
-              "score": hit.get("score"), "output": path.name,
+    record = {"prompt": prompt.prompt, "name": prompt.name, "rank": prompt.rank, **_chosen(hits),
+              "output": path.name,
               "seconds": round(time.perf_counter() - started, 3) if not skipped else (previous or {}).get("seconds"),
               "frame_start": int(start), "frame_end": int(end), "skipped": skipped}
     return record, action
+
+
+def _previous_hits(previous: dict | None) -> list[dict] | None:
+    """The motions an earlier run chose for this output (None: ask the library again)."""
+    if not previous:
+        return None
+    return previous.get("segments") or [{"motion_id": previous["motion_id"], "name": previous.get("motion_name"),
+                                         "score": previous.get("score")}]
+
+
+def _chosen(hits: list[dict]) -> dict:
+    """The summary's motion_id, motion_name and score; a sequence's joined with " + " (no
+    one score) and listed step by step under "segments"."""
+    if len(hits) == 1:
+        return {"motion_id": hits[0]["motion_id"], "motion_name": hits[0].get("name") or "",
+                "score": hits[0].get("score")}
+    segments = [{key: hit.get(key) for key in ("text", "motion_id", "name", "score")} for hit in hits]
+    return {"motion_id": " + ".join(hit["motion_id"] for hit in segments),
+            "motion_name": " + ".join(str(hit["name"]) for hit in segments), "score": None, "segments": segments}
 
 
 def _progress(items, enabled: bool):

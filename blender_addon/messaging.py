@@ -3,10 +3,12 @@
 send() checks a request against the op table (bridge.protocol.OPS), sends it on the shared
 DEALER client and returns at once; ONE persistent bpy.app.timers callback, poll_replies(),
 polls the socket every TIMER_INTERVAL s on the main thread, matches replies to requests by
-id, drops stale ones (a newer request of the same op in the same scene replaced them) and
-hands the others to the op's handler in replies.py, then tags the 3D views for redraw.
-call() waits for the reply instead, for scripts and headless runs (where timers never fire).
-Every failure ends as one line in the panel (status.py) and in the operator report.
+id, drops stale ones (a newer request of the same op, scene and channel replaced them) and
+hands the others to the op's handler in replies.py, then sends the requests the handler
+asks for next (the previews of a search's results) and tags the 3D views for redraw.
+call() waits for the reply instead, for scripts and headless runs (where timers never fire),
+and so waits for the follow-up requests too. Every failure ends as one line in the panel
+(status.py) and in the operator report, unless the op's handler takes the error itself.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import traceback
 
 import bpy
 
-from . import replies, state
+from . import previews, replies, state
 from .errors import AddonError
 from .preferences import addon_preferences
 from .status import fail, set_status
@@ -90,6 +92,7 @@ def close_client() -> None:
         state.connection.client.close()
     state.connection.client = state.connection.settings = None
     state.forget_requests()
+    previews.forget()
 
 
 # ---------------------------------------------------------------- requests
@@ -102,35 +105,49 @@ def _checked(op: str, args: dict, arrays: dict | None) -> None:
         raise AddonError(f"cannot ask the server for {op}: {error.message}") from None
 
 
-def send(scene, op: str, args: dict, arrays: dict | None = None, **data) -> str:
-    """Send a request and return at once; its reply goes to replies.HANDLERS[op] with `data`."""
+def send(scene, op: str, args: dict, arrays: dict | None = None, channel: str = "", **data) -> str:
+    """Send a request and return at once; its reply goes to replies.HANDLERS[op] with `data`.
+    A newer request of the same op and `channel` in this scene makes its reply stale."""
     _checked(op, args, arrays)
     client = client_for(scene)
     try:
         request_id = client.send(op, args, arrays)
     except ProtocolError as error:  # too large to send
         raise AddonError(error.message) from None
-    state.pending[request_id] = state.Request(op, scene.name, data)
-    state.latest[(scene.name, op)] = request_id
-    set_status(scene, replies.HANDLERS[op].waiting, busy=True)
+    state.pending[request_id] = state.Request(op, scene.name, data, channel)
+    state.latest[(scene.name, op, channel)] = request_id
+    _show_waiting(scene, op)
     if not bpy.app.timers.is_registered(poll_replies):
         bpy.app.timers.register(poll_replies, first_interval=TIMER_INTERVAL, persistent=True)
     return request_id
 
 
-def call(scene, op: str, args: dict, arrays: dict | None = None, **data) -> None:
-    """Send a request, wait for its reply and hand it to its handler now."""
+def call(scene, op: str, args: dict, arrays: dict | None = None, channel: str = "", **data) -> None:
+    """Send a request, wait for its reply and hand it to its handler now (then the same for
+    the requests the handler asks for next). `channel` only matters to send()."""
     _checked(op, args, arrays)
     client = client_for(scene)
     handler = replies.HANDLERS[op]
-    set_status(scene, handler.waiting, busy=True)
+    _show_waiting(scene, op)
     try:
         result, reply_arrays = client.call(op, args, arrays)
-    except (RemoteError, ProtocolError) as error:
+    except RemoteError as error:
+        if handler.refused(scene, data, error.code, error.message):
+            return
+        raise AddonError(f"the server refused {op}: {error.message}") from None
+    except ProtocolError as error:
         raise AddonError(f"the server refused {op}: {error.message}") from None
     except ServerUnreachable as error:
         raise AddonError(str(error)) from None
     handler.apply(scene, data, result, reply_arrays)
+    for follow in handler.then(scene, data, result):
+        call(scene, follow.op, follow.args, channel=follow.channel, **follow.data)
+
+
+def _show_waiting(scene, op: str) -> None:
+    waiting = replies.HANDLERS[op].waiting
+    if waiting:
+        set_status(scene, waiting, busy=True)
 
 
 def check_server(scene) -> None:
@@ -163,14 +180,19 @@ def dispatch(request_id: str, reply) -> None:
     """Hand one reply to its op's handler, unless it is stale or its scene is gone."""
     request = state.pending.pop(request_id, None)
     scene = bpy.data.scenes.get(request.scene) if request is not None else None
-    if scene is None or state.latest.get((request.scene, request.op)) != request_id:
+    key = (request.scene, request.op, request.channel) if request is not None else None
+    if scene is None or state.latest.get(key) != request_id:
         return  # stale: a newer request of this op replaced it, or its scene is gone
-    del state.latest[(request.scene, request.op)]
+    del state.latest[key]
+    handler = replies.HANDLERS[request.op]
     if not reply.ok:
-        fail(scene, reply.error_message or reply.error_code)
+        if not handler.refused(scene, request.data, reply.error_code, reply.error_message):
+            fail(scene, reply.error_message or reply.error_code)
         return
     try:
-        replies.HANDLERS[request.op].apply(scene, request.data, reply.result, reply.arrays)
+        handler.apply(scene, request.data, reply.result, reply.arrays)
+        for follow in handler.then(scene, request.data, reply.result):
+            send(scene, follow.op, follow.args, channel=follow.channel, **follow.data)
     except AddonError as error:
         fail(scene, str(error))
     except Exception as error:  # a bug: keep the timer alive, show it, log the trace

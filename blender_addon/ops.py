@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import uuid
 
 import bpy
 from bpy.props import BoolProperty, IntProperty, StringProperty
@@ -93,6 +94,45 @@ class T2M_OT_apply(_T2MOperator, bpy.types.Operator):
             # Fetch the explanation alongside, so the token buttons answer at once.
             messaging.send(scene, "explain", {"text": data["query"], "motion_id": result.motion_id},
                            query=data["query"], motion_id=result.motion_id, token=None)
+
+
+class T2M_OT_apply_sequence(_T2MOperator, bpy.types.Operator):
+    """Join the picked clip of every step of the query into one new action on the active armature"""
+    bl_idname = "t2m.apply_sequence"
+    bl_label = "Apply Sequence"
+
+    blocking: BoolProperty(name="Blocking", default=False, description="Wait for the replies (scripts)")
+
+    def run(self, context):
+        scene = context.scene
+        settings = scene.t2m
+        obj = _active_armature(context)
+        picks = _sequence_picks(settings)
+        bone_map = retarget.resolve_bone_map(obj, bone_map_choice(settings))  # fail before asking the server
+        data = {"object": obj.name, "query": settings.last_query, "bone_map": bone_map,
+                "root_motion": settings.root_motion, "blend_frames": settings.blend_frames,
+                "scale": None if settings.auto_scale else settings.scale,
+                "start_frame": scene.frame_current if settings.use_current_frame else settings.start_frame,
+                "segments": [{"text": segment.text, "motion_id": pick.motion_id, "name": pick.name}
+                             for segment, pick in zip(settings.segments, picks)]}
+        build = state.SequenceBuild(uuid.uuid4().hex, [None] * len(picks), data)
+        state.sequences[scene.name] = build
+        for part, pick in enumerate(picks):
+            _request(self.blocking)(scene, "motion", {"motion_id": pick.motion_id}, channel=f"part {part}",
+                                    sequence=build.id, part=part)
+
+
+def _sequence_picks(settings) -> list:
+    """The picked result of every step, in order."""
+    if not settings.segments:
+        raise AddonError("no sequence: search a query of several steps first "
+                         "(\u201cwalks forward, then waves, then sits down\u201d)")
+    picks = []
+    for number, segment in enumerate(settings.segments, start=1):
+        if not 0 <= segment.result_index < len(segment.results):
+            raise AddonError(f"step {number} (\u201c{segment.text}\u201d) has no result to apply")
+        picks.append(segment.results[segment.result_index])
+    return picks
 
 
 class T2M_OT_show_relevance(_T2MOperator, bpy.types.Operator):
@@ -217,8 +257,9 @@ def stop_server() -> None:
     state.server_processes.clear()
 
 
-CLASSES = (T2M_OT_search, T2M_OT_apply, T2M_OT_show_relevance, T2M_OT_clear_relevance,
-           T2M_OT_describe, T2M_OT_check_server, T2M_OT_start_server, T2M_OT_edit_bone_map)
+CLASSES = (T2M_OT_search, T2M_OT_apply, T2M_OT_apply_sequence, T2M_OT_show_relevance,
+           T2M_OT_clear_relevance, T2M_OT_describe, T2M_OT_check_server, T2M_OT_start_server,
+           T2M_OT_edit_bone_map)
 
 
 def register():

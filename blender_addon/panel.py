@@ -1,21 +1,45 @@
-"""The T2M tab in the 3D view's sidebar: server, search, results, apply, word colours."""
+"""The T2M tab in the 3D view's sidebar: server, search, results (with previews), a query's
+steps as a sequence, apply, word colours."""
 from __future__ import annotations
 
 import bpy
 
-from . import bonemap, retarget
+from . import bonemap, previews, retarget
 from .errors import AddonError
 from .props import bone_map_choice
 
+DETAIL_PREVIEW_SCALE = 6.0
+
 
 class T2M_UL_results(bpy.types.UIList):
-    """One row per search result: name, score, duration."""
+    """One row per search result: its preview (when the server draws them), name, score, duration."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         row = layout.row(align=True)
-        row.label(text=item.name, icon="ARMATURE_DATA")
+        preview = previews.icon(item.motion_id)
+        if preview:
+            row.label(text="", icon_value=preview)
+        else:
+            row.label(text="", icon="ARMATURE_DATA")
+        row.label(text=item.name)
         row.label(text=f"{item.score:.3f}")
         row.label(text=f"{item.duration:.1f} s")
+
+
+def draw_result_details(layout, results, index: int) -> None:
+    """Under a result list: the selected result's preview, larger, its captions, and where
+    each step of the query happens in it."""
+    if not 0 <= index < len(results):
+        return
+    item = results[index]
+    preview = previews.icon(item.motion_id)
+    if preview:
+        layout.template_icon(icon_value=preview, scale=DETAIL_PREVIEW_SCALE)
+    if item.captions:
+        layout.label(text=item.captions[:120])
+    if item.spans:
+        spans = "  ".join(f"{n}: {span.start:.1f}-{span.end:.1f} s" for n, span in enumerate(item.spans, start=1))
+        layout.label(text=f"Steps at {spans}", icon="TIME")
 
 
 class _T2MPanel:
@@ -45,11 +69,33 @@ class T2M_PT_main(_T2MPanel, bpy.types.Panel):
         search = row.operator("t2m.search", text="Search")
         search.k = settings.k
         layout.prop(settings, "k")
+        if settings.segments:
+            layout.label(text="Whole query: clips that do every step, in order")
         layout.template_list("T2M_UL_results", "", settings, "results", settings, "result_index", rows=5)
-        if 0 <= settings.result_index < len(settings.results):
-            captions = settings.results[settings.result_index].captions
-            if captions:
-                layout.label(text=captions[:120])
+        draw_result_details(layout, settings.results, settings.result_index)
+
+
+class T2M_PT_sequence(_T2MPanel, bpy.types.Panel):
+    """A query of several steps: each step with its own results; the picked clips joined into one action."""
+    bl_label = "Sequence"
+    bl_parent_id = "T2M_PT_main"
+
+    @classmethod
+    def poll(cls, context):
+        return len(context.scene.t2m.segments) > 0
+
+    def draw(self, context):
+        settings = context.scene.t2m
+        layout = self.layout
+        for number, segment in enumerate(settings.segments, start=1):
+            box = layout.box()
+            box.label(text=f"{number}. {segment.text}", icon="SEQUENCE")
+            box.template_list("T2M_UL_results", f"segment_{number}", segment, "results", segment, "result_index",
+                              rows=3)
+            draw_result_details(box, segment.results, segment.result_index)
+        layout.prop(settings, "blend_frames")
+        layout.prop(settings, "root_motion", expand=True)
+        layout.operator("t2m.apply_sequence", icon="NLA")
 
 
 class T2M_PT_apply(_T2MPanel, bpy.types.Panel):
@@ -182,7 +228,8 @@ class T2M_PT_describe(_T2MPanel, bpy.types.Panel):
             layout.label(text=f"{caption.score:.3f}  {caption.text}")
 
 
-CLASSES = (T2M_UL_results, T2M_PT_main, T2M_PT_apply, T2M_PT_bone_map, T2M_PT_words, T2M_PT_describe)
+CLASSES = (T2M_UL_results, T2M_PT_main, T2M_PT_sequence, T2M_PT_apply, T2M_PT_bone_map, T2M_PT_words,
+           T2M_PT_describe)
 
 
 def register():

@@ -7,7 +7,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
 
 from . import messaging
 from .errors import AddonError
-from .wire import DEFAULT_ADDRESS
+from .wire import DEFAULT_ADDRESS, DEFAULT_BLEND_FRAMES
 
 BONE_MAP_ITEMS = [
     ("AUTO", "Auto", "Detect the rig's naming (SMPL, Mixamo, Rigify, UE) or guess from names and hierarchy"),
@@ -19,16 +19,32 @@ BONE_MAP_ITEMS = [
 ]
 
 
+class T2MSpan(bpy.types.PropertyGroup):
+    start: FloatProperty(name="Start", unit="TIME_ABSOLUTE")
+    end: FloatProperty(name="End", unit="TIME_ABSOLUTE")
+
+
 class T2MResult(bpy.types.PropertyGroup):
     motion_id: StringProperty(name="Motion id")
     name: StringProperty(name="Name")
     score: FloatProperty(name="Score")
     duration: FloatProperty(name="Duration", unit="TIME_ABSOLUTE")
     captions: StringProperty(name="Captions", description="The library's captions of this motion")
+    spans: CollectionProperty(type=T2MSpan, description="Where each step of the prompt happens in this "
+                                                        "motion (seconds), for a prompt of several steps")
 
 
 class T2MToken(bpy.types.PropertyGroup):
     text: StringProperty(name="Token")
+
+
+class T2MSegment(bpy.types.PropertyGroup):
+    """One step of a prompt of several steps, with the results of that step alone."""
+    text: StringProperty(name="Step")
+    tokens: CollectionProperty(type=T2MToken)
+    results: CollectionProperty(type=T2MResult)
+    result_index: IntProperty(name="Picked result", default=0,
+                              description="The clip this step gets in Apply Sequence")
 
 
 class T2MCaption(bpy.types.PropertyGroup):
@@ -49,6 +65,11 @@ class T2MSettings(bpy.types.PropertyGroup):
     last_query: StringProperty(name="Last query", description="The query the results belong to")
     results: CollectionProperty(type=T2MResult)
     result_index: IntProperty(name="Selected result", default=0)
+    segments: CollectionProperty(type=T2MSegment, description="The steps of the last query, in order "
+                                                              "(empty for a query of one step)")
+    blend_frames: IntProperty(name="Blend frames", default=DEFAULT_BLEND_FRAMES, min=0, soft_max=60,
+                              description="Frames over which each clip of a sequence blends into the next "
+                                          "(0: a hard cut)")
     tokens: CollectionProperty(type=T2MToken)
     active_token: IntProperty(name="Coloured token", default=-1)
     descriptions: CollectionProperty(type=T2MCaption)
@@ -86,7 +107,7 @@ def bone_map_choice(settings):
     return settings.bone_map_text
 
 
-CLASSES = (T2MResult, T2MToken, T2MCaption, T2MSettings)
+CLASSES = (T2MSpan, T2MResult, T2MToken, T2MSegment, T2MCaption, T2MSettings)
 
 
 def register():
