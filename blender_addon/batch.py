@@ -36,7 +36,7 @@ from .wire import DEFAULT_BLEND_FRAMES, RemoteError
 
 FORMATS = ("fbx", "bvh", "blend")
 SUMMARY_FIELDS = ["prompt", "name", "rank", "motion_id", "motion_name", "score", "output", "seconds",
-                  "frame_start", "frame_end", "skipped"]
+                  "frame_start", "frame_end", "skipped", "whole_motion_id", "whole_score"]
 REVIEW_FILE = "review.blend"
 
 
@@ -177,10 +177,14 @@ def _pick_armature(path: Path, name: str | None) -> bpy.types.Object:
 
 def retrieve(backend, prompt: Prompt) -> list[dict]:
     """The chosen search hit (at the prompt's rank) of every step of the prompt: one for a
-    prompt of one step; one per segment, each with its step's "text", for a sequence."""
+    prompt of one step; one per segment, each with its step's "text", for a sequence, and
+    under "whole" the whole prompt's own hit at that rank (the one clip ranked best for all
+    the steps in order; recorded in the summary, not applied)."""
     result, _ = backend.call("search", {"text": prompt.prompt, "k": prompt.rank + 1})
     if result.get("segments"):
-        return [{**_ranked(segment["results"], prompt.rank), "text": segment["text"]}
+        best = _ranked(result["results"], prompt.rank)
+        whole = {key: best.get(key) for key in ("motion_id", "name", "score", "spans")}
+        return [{**_ranked(segment["results"], prompt.rank), "text": segment["text"], "whole": whole}
                 for segment in result["segments"]]
     return [_ranked(result["results"], prompt.rank)]
 
@@ -321,19 +325,22 @@ def _previous_hits(previous: dict | None) -> list[dict] | None:
     """The motions an earlier run chose for this output (None: ask the library again)."""
     if not previous:
         return None
-    return previous.get("segments") or [{"motion_id": previous["motion_id"], "name": previous.get("motion_name"),
-                                         "score": previous.get("score")}]
+    if previous.get("segments"):
+        return [{**segment, "whole": previous.get("whole")} for segment in previous["segments"]]
+    return [{"motion_id": previous["motion_id"], "name": previous.get("motion_name"), "score": previous.get("score")}]
 
 
 def _chosen(hits: list[dict]) -> dict:
     """The summary's motion_id, motion_name and score; a sequence's joined with " + " (no
-    one score) and listed step by step under "segments"."""
+    one score), listed step by step under "segments", and the whole prompt's own best hit
+    under "whole" (whole_motion_id, whole_score in the CSV)."""
     if len(hits) == 1:
         return {"motion_id": hits[0]["motion_id"], "motion_name": hits[0].get("name") or "",
                 "score": hits[0].get("score")}
     segments = [{key: hit.get(key) for key in ("text", "motion_id", "name", "score")} for hit in hits]
     return {"motion_id": " + ".join(hit["motion_id"] for hit in segments),
-            "motion_name": " + ".join(str(hit["name"]) for hit in segments), "score": None, "segments": segments}
+            "motion_name": " + ".join(str(hit["name"]) for hit in segments), "score": None, "segments": segments,
+            "whole": hits[0].get("whole")}
 
 
 def _progress(items, enabled: bool):
@@ -379,8 +386,15 @@ def _write_review(obj, clips: list, out_dir: Path, made_new: bool) -> Path:
 def _write_summaries(out_dir: Path, records: list[dict], failed: list[dict]) -> None:
     summary = {"records": records, "failed": failed}
     _write_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
-    rows = [{field: record.get(field, "") for field in SUMMARY_FIELDS} for record in records]
+    rows = [_csv_row(record) for record in records]
     _write_atomic(out_dir / "summary.csv", _csv_text(rows))
+
+
+def _csv_row(record: dict) -> dict:
+    """A record as a summary.csv row: a sequence's whole-prompt hit as whole_motion_id, whole_score."""
+    whole = record.get("whole") or {}
+    return {**{field: record.get(field, "") for field in SUMMARY_FIELDS},
+            "whole_motion_id": whole.get("motion_id", ""), "whole_score": whole.get("score", "")}
 
 
 def _csv_text(rows: list[dict]) -> str:

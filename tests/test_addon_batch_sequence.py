@@ -7,6 +7,7 @@ onto a Mixamo-named rig saved as a .blend; the outputs are read back in another 
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from inference_server.data.synthetic_actions import LIBRARY
 from sequence_library import PROMPT, ROOT, STEP_ACTIONS, build_library
 
 pytestmark = pytest.mark.slow
@@ -75,7 +77,12 @@ def test_a_prompt_of_steps_becomes_one_stitched_action(tmp_path, library, rig):
     sequence, single, cut = records["sequence"], records["sit"], records["cut"]
     assert [segment["motion_id"] for segment in sequence["segments"]] == STEP_ACTIONS
     assert sequence["motion_id"] == " + ".join(STEP_ACTIONS) and sequence["score"] is None
-    assert single["motion_id"] == "sit_down" and "segments" not in single
+    assert single["motion_id"] == "sit_down" and "segments" not in single and "whole" not in single
+    # the whole prompt's own best hit is recorded next to the stitched steps (JSON and CSV)
+    whole = sequence["whole"]
+    assert whole["motion_id"] in LIBRARY and len(whole["spans"]) == 3 and whole["score"] > 0
+    rows = {row["name"]: row for row in csv.DictReader((out / "summary.csv").read_text().splitlines())}
+    assert rows["sequence"]["whole_motion_id"] == whole["motion_id"] and rows["sit"]["whole_motion_id"] == ""
     assert sequence["frame_end"] - sequence["frame_start"] + 1 == 3 * 3 * RIG_FPS - 2 * 8
     assert cut["frame_end"] - cut["frame_start"] + 1 == 3 * 3 * RIG_FPS
 
@@ -108,4 +115,5 @@ def test_a_prompt_of_steps_becomes_one_stitched_action(tmp_path, library, rig):
     assert again["done"] == 3
     rerun = {record["name"]: record for record in json.loads((out / "summary.json").read_text())["records"]}
     assert rerun["sequence"]["skipped"] and rerun["sequence"]["segments"] == sequence["segments"]
+    assert rerun["sequence"]["whole"] == whole
     assert {name: (out / name).stat().st_mtime_ns for name in before} == before
