@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from inference_server.errors import ModelError
@@ -60,12 +61,15 @@ def licence(model: Path) -> str:
         return ""
 
 
-def resolve(model: str | Path | None, index: str | Path | None, progress: bool = False) -> tuple[Path, Path]:
+def resolve(model: str | Path | None, index: str | Path | None,
+            progress: bool | None = None) -> tuple[Path, Path]:
     """(model dir, index dir) from the --model/--index options, checked without loading torch:
     - --index INDEX: that index, with --model CKPT when given (it must be the model that built
       the index), else the model the index records (model_for_index);
     - no --index: an embedded model by name, or nothing ("default"), with its library index
-      built on first use (progress: the build's bars)."""
+      built on first use (progress: the build's bars; None: when stderr is a terminal)."""
+    if progress is None:
+        progress = sys.stderr.isatty()
     if index is not None:
         return model_for_index(Path(index), model), Path(index)
     if model is not None and str(model) not in EMBEDDED:

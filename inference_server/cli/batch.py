@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from inference_server.cli import CliError, add_json_flag
+from inference_server.cli import CliError, add_json_flag, add_progress_flag
 
 DEMO_PROMPTS = [
     "a person waves with the left hand",
@@ -54,6 +54,7 @@ def register(subparsers) -> None:
                       help="a prompt (repeatable; default: a built-in set, one of them compositional)")
     demo.add_argument("--index", help="serve this index instead of the embedded default library")
     demo.add_argument("--model", help="checkpoint for --index, or an embedded model: default, permissive")
+    add_progress_flag(demo)
     add_json_flag(demo)
     demo.set_defaults(handler=run_demo_command)
 
@@ -97,7 +98,7 @@ def run_demo_command(args) -> dict:
     from inference_server import default
 
     out = Path(args.out)
-    model, index = default.resolve(args.model, args.index)
+    model, index = default.resolve(args.model, args.index, progress=args.progress)
     out.mkdir(parents=True, exist_ok=True)
     address = f"tcp://127.0.0.1:{_free_port()}"
     server = _start_server(address, ["--index", str(index), "--model", str(model)], out / "server.log")
