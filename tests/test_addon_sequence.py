@@ -265,3 +265,20 @@ def test_disabling_the_addon_frees_the_previews(scene, server):
         assert state.previews.collection is None and not Path(folder).exists()
     finally:
         blender_addon.register()
+
+
+def test_the_panel_picture_shows_the_steps_and_their_previews(scene, server, tmp_path):
+    from matplotlib.image import imread
+
+    from blender_addon import demo
+
+    connect(scene, server)
+    search(scene, PROMPT)
+    picture = imread(demo.save_panel_picture(scene, tmp_path / "panel.png"))[..., :3]
+    assert picture.shape[1] == demo.PANEL_WIDTH and picture.shape[0] > 4 * 3 * demo.ROW_HEIGHT
+    # Where each row's preview is drawn, the figures' blue left and red right sides (preview.py) show.
+    previews_column = picture[:, 30:110]
+    blue = previews_column[..., 2] - previews_column[..., 0] > 0.3
+    red = previews_column[..., 0] - previews_column[..., 2] > 0.3
+    rows_with_figures = np.flatnonzero(blue.any(axis=1) & red.any(axis=1))
+    assert len(rows_with_figures) > 4 * 3 * 20  # four lists of three rows, each preview ~30 px tall
