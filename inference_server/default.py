@@ -93,8 +93,10 @@ def model_for_index(index: Path, model: str | Path | None = None) -> Path:
     for folder in recorded + list(EMBEDDED.values()):
         if is_checkpoint(folder) and fingerprint(folder) == record["fingerprint"]:
             return folder
-    raise ModelError(f"index {index} was built with model {_describe(record)}, which is not there: "
-                     "pass --model CKPT (the checkpoint that built it)")
+    replaced = bool(recorded) and is_checkpoint(recorded[0])
+    raise ModelError(f"index {index} was built with model {_describe(record)}, "
+                     f"{'whose folder now holds other weights' if replaced else 'which is not there'}: "
+                     "pass --model CKPT (the checkpoint that built it), or rebuild the index")
 
 
 def _describe(record: dict) -> str:

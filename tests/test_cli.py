@@ -67,6 +67,16 @@ def orphan_index(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def retrained_index(tmp_path_factory):
+    """An index whose checkpoint folder was overwritten by other weights after the build."""
+    folder = tmp_path_factory.mktemp("retrained")
+    model = create_checkpoint(folder / "model", preset="test", seed=4)
+    build_index("synthetic:4:2", Retriever.load(model, device="cpu"), folder / "index", progress=False)
+    create_checkpoint(model, preset="test", seed=5)
+    return folder / "index"
+
+
+@pytest.fixture(scope="module")
 def default_cache(tmp_path_factory):
     """$T2M_CACHE holding the embedded default's library index, as a first run leaves it
     (a 60-motion synthetic library here instead of the 2000 that a first run embeds)."""
@@ -129,7 +139,8 @@ def test_an_index_finds_the_embedded_model_by_fingerprint(default_cache):
 
 # ------------------------------------------------------------------ errors before torch
 
-def test_argument_and_file_errors_are_one_line_and_never_load_torch(index, orphan_index, models, tmp_path):
+def test_argument_and_file_errors_are_one_line_and_never_load_torch(index, orphan_index, retrained_index, models,
+                                                                     tmp_path):
     """Every case runs in one fresh interpreter, which must end without torch imported."""
     cases = [
         (["search"], 2, "the following arguments are required: TEXT"),
@@ -137,6 +148,7 @@ def test_argument_and_file_errors_are_one_line_and_never_load_torch(index, orpha
         (["search", "walk", "--index", str(tmp_path / "none")], 1, "does not exist"),
         (["search", "walk", "--index", str(index), "--model", str(models["b"])], 1, "was built with model"),
         (["search", "walk", "--index", str(orphan_index)], 1, "which is not there: pass --model CKPT"),
+        (["search", "walk", "--index", str(retrained_index)], 1, "whose folder now holds other weights"),
         (["search", "walk", "--model", str(tmp_path / "ckpt")], 1, "needs --index INDEX"),
         (["search", "walk", "--server", "tcp://127.0.0.1:1", "--index", str(index)], 1, "either --server"),
         (["similar", "m1", "--index", str(tmp_path)], 1, "not a motion index"),
