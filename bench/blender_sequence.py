@@ -116,7 +116,8 @@ def bench_joins(rig, action, bone_map) -> dict:
             "unstitched_root_jump_cm": [round(100 * jump, 1) for jump in plain["root_jump_m"]],
             "target_root_jump_cm": 100 * TARGET_ROOT_JUMP_M,
             "meets_root_target": max(measured["root_jump_m"]) <= TARGET_ROOT_JUMP_M,
-            "joins_no_rougher_than_clips": max(measured["joint_change_at_joins_m"]) <= measured["joint_change_inside_m"]}
+            "joins_no_rougher_than_clips":
+                max(measured["joint_change_at_joins_m"]) <= measured["joint_change_inside_m"]}
 
 
 def bench_end_to_end(work: Path, picture: Path | None) -> dict:

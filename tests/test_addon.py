@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LINUX_WHEEL_PREFIX = "pyzmq-"
 MAX_ANGLE = 3.0
 QUERY = "a person walks forward"
+SEQUENCE_QUERY = "a person walks forward, then waves, then sits down"
 ADDON = "bl_ext.user_default.text_to_motion"
 
 pytestmark = pytest.mark.slow
@@ -156,6 +157,16 @@ def test_describe_returns_captions(results):
     assert results["describe"]["captions"] >= 1
 
 
+def test_a_sequence_lists_its_steps_shows_previews_and_applies_as_one_action(results):
+    sequence = results["sequence"]
+    assert sequence["segments"] == ["a person walks forward", "a person waves", "a person sits down"]
+    assert sequence["results_per_segment"] == [3, 3, 3]
+    assert sequence["preview_sizes"] == [[192, 64]]
+    assert sequence["new_action"] and sequence["applied"] == sequence["picked"]
+    assert min(sequence["pick_frames"]) >= 16  # long enough for full 8-frame blends on both sides
+    assert sequence["frames"] == sum(sequence["pick_frames"]) - 2 * 8
+
+
 def test_stopped_server_gives_a_clean_error(results):
     stopped = results["stopped"]
     assert stopped["exception"] in (None, "RuntimeError")  # bpy.ops turns an operator's error report into it
@@ -202,7 +213,7 @@ def driver(zip_path: str, address: str, dead_address: str, out_path: str) -> Non
     results: dict = {}
     results["install"] = _install(bpy, zip_path)
     package = __import__(ADDON, fromlist=["messaging", "state", "rigs", "retarget", "retarget_solver", "colors",
-                                          "wire", "keyframes", "compat", "bonemap"])
+                                          "wire", "keyframes", "compat", "bonemap", "previews"])
     results["blender"] = {"version": bpy.app.version_string, "actions": package.compat.describe()}
     scene = bpy.context.scene
     scene.render.fps = 30
@@ -212,6 +223,7 @@ def driver(zip_path: str, address: str, dead_address: str, out_path: str) -> Non
     results["colours"] = _colours(bpy, package, scene)
     bpy.ops.t2m.describe(blocking=True)
     results["describe"] = {"captions": len(scene.t2m.descriptions)}
+    results["sequence"] = _sequence(bpy, package, scene)
     results["stopped"] = _stopped(bpy, package, scene, dead_address)
     bpy.ops.preferences.addon_disable(module=ADDON)
     results["disable"] = {"timer_registered": bpy.app.timers.is_registered(package.messaging.poll_replies)}
@@ -335,6 +347,30 @@ def _colours(bpy, package, scene) -> dict:
     left = [fc for fc in package.keyframes.channelbag_of(obj).fcurves if "color.custom" in fc.data_path]
     return {"coloured": len(coloured), "mapped": len(bone_map), "colour_curves": colour_curves,
             "restored": after == before, "curves_after_clear": len(left)}
+
+
+def _sequence(bpy, package, scene) -> dict:
+    """A query of three steps: each step's results, every listed motion's preview, and Apply
+    Sequence (blocking) onto the Mixamo rig."""
+    bpy.ops.t2m.search(query=SEQUENCE_QUERY, k=3, blocking=True)
+    settings = scene.t2m
+    listed = {item.motion_id for item in settings.results}
+    listed |= {item.motion_id for segment in settings.segments for item in segment.results}
+    sizes = {tuple(package.previews.preview(motion_id).image_size) for motion_id in listed}
+    obj = bpy.data.objects["Mixamo"]
+    bpy.context.view_layer.objects.active = obj
+    before = obj.animation_data.action
+    bpy.ops.t2m.apply_sequence(blocking=True)
+    action = obj.animation_data.action
+    picks = [segment.results[segment.result_index] for segment in settings.segments]
+    first, last = action.frame_range
+    return {"segments": [segment.text for segment in settings.segments],
+            "results_per_segment": [len(segment.results) for segment in settings.segments],
+            "preview_sizes": sorted(sizes), "new_action": action != before,
+            "picked": [pick.motion_id for pick in picks], "applied": [s["motion_id"] for s in
+                                                                    json.loads(action["t2m_segments"])],
+            "pick_frames": [int(np.floor(pick.duration * 30.0 + 0.5)) for pick in picks],
+            "frames": int(last - first + 1)}
 
 
 def _stopped(bpy, package, scene, dead_address: str) -> dict:
