@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training options (shared with `python -m inference_server.train` for torchrun)."""
+    """The training options of `t2m train` (torchrun runs `-m inference_server train ...`)."""
     parser.add_argument("--data", required=True, action="append", metavar="SPEC[=WEIGHT]",
                         help="training data spec (trains on its @train split and validates on @val unless --val "
                         "is given); repeat it for a mix sampled by weight (default weight 1), e.g. "
@@ -95,6 +95,9 @@ def _register_eval(subparsers) -> None:
     parser.add_argument("--nsim", metavar="IDS.txt", help="dissimilar protocol: motion ids, one per line")
     parser.add_argument("--threshold", type=float, help="threshold protocol: caption cosine (default 0.9)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--no-order", dest="ordered", action="store_false",
+                        help="score captions of several steps ('A, then B') like one-step ones, "
+                        "not order-aware as search does")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--markdown", action="store_true", help="print the metrics as a Markdown table")
     add_progress_flag(parser)
@@ -129,7 +132,7 @@ def run_eval(args: argparse.Namespace) -> dict | None:
     parse_spec(args.data)
     from inference_server.evaluate import evaluate
     result = evaluate(model, args.data, args.protocol, args.device, args.batch_size,
-                      nsim_file=args.nsim, threshold=args.threshold, progress=args.progress)
+                      nsim_file=args.nsim, threshold=args.threshold, progress=args.progress, ordered=args.ordered)
     return metrics_output(result, args)
 
 
