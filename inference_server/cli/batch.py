@@ -30,9 +30,16 @@ def register(subparsers) -> None:
     batch = subparsers.add_parser("batch", help="headless batch generation: one animation file per prompt",
                                   description="Retrieve a motion for every prompt, retarget it onto the rig "
                                               "and write one file per prompt plus summary.json/csv and "
-                                              "review.blend. Reruns skip outputs that exist.")
+                                              "review.blend. Reruns skip outputs that exist. A prompt of "
+                                              "several steps (\"walks forward, then waves, then sits down\") "
+                                              "becomes one action: the chosen clip of every step (its segment's "
+                                              "result at the prompt's rank), each blended into the next over "
+                                              "blend_frames frames. The summary lists them under \"segments\" "
+                                              "(text, motion_id, name, score; in the CSV motion_id and "
+                                              "motion_name joined with \" + \") and the whole prompt's own "
+                                              "best hit under \"whole\" (CSV: whole_motion_id, whole_score).")
     batch.add_argument("prompts", help=".txt (one prompt a line), .csv or .jsonl (columns prompt, name, "
-                                       "rank, start_frame, root_motion)")
+                                       "rank, start_frame, root_motion, blend_frames)")
     batch.add_argument("--rig", required=True, help=".blend or .fbx holding the target armature, or "
                                                     "builtin:mixamo / builtin:smpl")
     batch.add_argument("--armature", help="armature object name when the rig file holds several")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import sys
 from pathlib import Path
 
@@ -94,7 +96,10 @@ def _register_search(subparsers) -> None:
         description="Rank the library for TEXT by MaxSim, locally or through a running server (--server). "
                     "Locally: the embedded default with no options, an embedded model's library with "
                     "--model NAME, or --index INDEX with the model that built it (recorded in the index; "
-                    "--model CKPT to name it).")
+                    "--model CKPT to name it). A TEXT of several steps (\"walks forward, then waves, then "
+                    "sits down\") is ranked order-aware (clips doing the steps in that order first; each hit "
+                    "with the time span of every step) and each step is also searched alone: the segments, "
+                    "listed under the whole prompt's results (--json: \"segments\", and \"spans\" on hits).")
     search.add_argument("text", metavar="TEXT")
     search.add_argument("-k", type=int, default=10, metavar="K", help="results (default 10)")
     _add_library_options(search)
@@ -102,6 +107,9 @@ def _register_search(subparsers) -> None:
     search.add_argument("--timeout", type=float, default=30.0, metavar="S", help="--server reply timeout")
     search.add_argument("--exact", action="store_true", help="brute-force MaxSim even on a large library")
     search.add_argument("--device", choices=DEVICES, default="auto")
+    search.add_argument("--previews", type=Path, metavar="DIR",
+                        help="write a preview of every hit (a 256 x 64 PNG strip of stick-figure poses) to DIR: "
+                             "RANK_MOTIONID.png for the whole prompt, stepN_RANK_MOTIONID.png for segment N")
     add_progress_flag(search)
     add_json_flag(search)
     search.set_defaults(handler=run_search)
@@ -187,12 +195,14 @@ def run_verify(args: argparse.Namespace) -> dict:
 
 def run_search(args: argparse.Namespace) -> dict | None:
     _check_k(args.k)
-    if args.server:
-        if args.index or args.model:
-            raise CliError("use either --server or --index/--model, not both")
-        result = _search_server(args.server, args.text, args.k, args.timeout)
-    else:
-        result = _search_local(args)
+    if args.server and (args.index or args.model):
+        raise CliError("use either --server or --index/--model, not both")
+    if args.previews is not None and args.previews.exists() and not args.previews.is_dir():
+        raise CliError(f"--previews {args.previews} is a file, not a folder")
+    with _search_backend(args) as call:
+        result, _ = call("search", {"text": args.text, "k": args.k})
+        if args.previews is not None:
+            result["previews"] = _write_previews(call, result, args.previews)
     return result if args.json else _print_hits(result)
 
 
@@ -228,28 +238,70 @@ def _library(args: argparse.Namespace) -> tuple[Path, Path]:
     return default.resolve(args.model, args.index, progress=args.progress)
 
 
-def _search_local(args: argparse.Namespace) -> dict:
+@contextlib.contextmanager
+def _search_backend(args: argparse.Namespace):
+    """call(op, args) -> (result, arrays) on --server, else in-process on the library (the server's
+    own Engine and checks: the same answers); a refused request is a CliError."""
+    from bridge.protocol import ProtocolError, ServerUnreachable
+
+    if args.server:
+        from bridge.client import Client
+
+        backend, where = Client(args.server, timeout=args.timeout), f"server {args.server}: "
+    else:
+        from inference_server.backend import LocalBackend
+
+        backend, where = LocalBackend(_local_engine(args)), ""
+
+    def call(op: str, op_args: dict):
+        try:
+            return backend.call(op, op_args)
+        except (ProtocolError, ServerUnreachable) as error:
+            raise CliError(f"{where}{error}") from None
+    try:
+        yield call
+    finally:
+        backend.close()
+
+
+def _local_engine(args: argparse.Namespace):
     model, path = _library(args)
+    from inference_server.engine import Engine
     from inference_server.index import MotionIndex
     from inference_server.retriever import Retriever
 
     retriever = Retriever.load(model, device=args.device)
     index = MotionIndex.load(path, retriever)
-    embedding = retriever.embed_texts([args.text])[0]
-    hits = index.search(embedding, args.k, exact=args.exact)
-    return {"results": _results(index, hits), "tokens": list(embedding.tokens)}
+    return Engine(retriever, index, _ExactSearch(index) if args.exact else None)
 
 
-def _search_server(address: str, text: str, k: int, timeout: float) -> dict:
-    from bridge.client import Client
-    from bridge.protocol import ProtocolError, ServerUnreachable
+class _ExactSearch:
+    """--exact: the index's brute-force search as the Engine's searcher."""
 
-    try:
-        with Client(address, timeout=timeout) as client:
-            result, _ = client.call("search", {"text": text, "k": k})
-    except (ProtocolError, ServerUnreachable) as error:
-        raise CliError(f"server {address}: {error}") from None
-    return result
+    def __init__(self, index):
+        self.index = index
+
+    def search_batch(self, queries: list, k: int) -> list:
+        return self.index.search_batch(queries, k, exact=True)
+
+
+def _write_previews(call, result: dict, folder: Path) -> dict:
+    """The `preview` PNG of every hit, the whole prompt's and each segment's, into folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lists = [("", result["results"])] + [(f"step{number}_", segment["results"])
+                                         for number, segment in enumerate(result.get("segments", []), 1)]
+    files = []
+    for prefix, hits in lists:
+        for rank, hit in enumerate(hits, 1):
+            _, arrays = call("preview", {"motion_id": hit["motion_id"]})
+            path = folder / f"{prefix}{rank:03d}_{_file_safe(hit['motion_id'])}.png"
+            path.write_bytes(arrays["png"].tobytes())
+            files.append(str(path))
+    return {"dir": str(folder), "files": files}
+
+
+def _file_safe(motion_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", motion_id).strip("._")[:100] or "motion"
 
 
 def _results(index, hits) -> list[dict]:
@@ -266,9 +318,21 @@ def _results(index, hits) -> list[dict]:
 def _print_hits(result: dict) -> None:
     if result.get("tokens"):
         print("tokens: " + " ".join(result["tokens"]))
-    for rank, item in enumerate(result["results"], 1):
-        print(f"{rank:3d}  {item['score']:.4f}  {item['motion_id']}  {item['name']}")
+    _print_ranked(result["results"])
+    for number, segment in enumerate(result.get("segments", []), 1):
+        print(f"segment {number}: {segment['text']}")
+        _print_ranked(segment["results"])
+    if "previews" in result:
+        count = len(result["previews"]["files"])
+        print(f"previews: {count} PNG file{'s' if count != 1 else ''} in {result['previews']['dir']}")
     return None
+
+
+def _print_ranked(hits: list[dict]) -> None:
+    for rank, item in enumerate(hits, 1):
+        spans = " | ".join(f"{start:g}-{end:g}" for start, end in item.get("spans", []))
+        when = f"  [{spans} s]" if spans else ""  # a step's time in the clip, for a prompt of several steps
+        print(f"{rank:3d}  {item['score']:.4f}  {item['motion_id']}  {item['name']}{when}")
 
 
 def _print_build(report: dict) -> None:
