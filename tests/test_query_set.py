@@ -223,29 +223,21 @@ def test_bad_metric_inputs():
         query_metrics(np.full((1, 2), np.nan), np.ones((1, 2), bool), np.ones((1, 2), bool))
 
 
-def test_evaluate_query_set_wires_embeddings_scores_and_relevance(monkeypatch):
-    """With a stand-in Retriever: the scores of the library against the query texts are ranked."""
-    from inference_server import retriever
-
-    class FakeRetriever:
-        fingerprint = "fake"
-
-        def embed_motions(self, motions, batch_size=64):
-            assert batch_size == 2
-            return np.array([m.positions[0, 0, 0] for m in motions])
-
-        def embed_texts(self, texts, batch_size=64):
-            return texts
-
-        def score_embeddings(self, texts, patches, batch_size=64):
-            return np.array([patches if "left" in text else -patches for text in texts])
-
-    monkeypatch.setattr(retriever.Retriever, "load", classmethod(lambda cls, path, device="auto": FakeRetriever()))
+def test_evaluate_query_set_wires_embeddings_scores_and_relevance(tmp_path):
+    """A real (untrained) checkpoint: the figures are query_metrics of the library's scores as
+    search ranks them (Retriever.score_texts), against the queries' relevance."""
+    from inference_server.model import create_checkpoint
+    from inference_server.retriever import Retriever
+    checkpoint = create_checkpoint(tmp_path / "model", preset="test")
     items = with_mirrors([_item("a", {"content": "wave-left-hand", "style": "normal", "dataset": "dataset-2"})])
-    first_x = items[0].motion.positions[0, 0, 0]
     queries = [Query("q1", "left wave", ("wave-left-hand",), None, "left", "wave"),
-               Query("q2", "right wave", ("wave-right-hand",), None, "right", "wave")]
-    result = evaluate_query_set("model-dir", items, queries, batch_size=2)
-    best_is_original = first_x > -first_x
-    assert result["R@1"] == (100.0 if best_is_original else 0.0)
-    assert result["n_clips"] == 2 and result["fingerprint"] == "fake" and result["model"] == "model-dir"
+               Query("q2", "a person waves the right hand, then bows", ("wave-right-hand",), None, "right", "wave")]
+    result = evaluate_query_set(checkpoint, items, queries, batch_size=2)
+    retriever = Retriever.load(checkpoint, device="cpu")
+    scores = retriever.score_texts([query.query for query in queries],
+                                   retriever.embed_motions([item.motion for item in items]))
+    expected = query_metrics(scores, relevance(queries, items), action_relevance(queries, items))
+    numbers = [key for key, value in expected.items() if isinstance(value, float)]
+    assert numbers and all(result[key] == pytest.approx(expected[key], abs=1e-4) for key in numbers)
+    assert result["n_clips"] == 2 and result["fingerprint"] == retriever.fingerprint
+    assert result["model"] == str(checkpoint)
