@@ -83,12 +83,8 @@ class T2M_OT_apply(_T2MOperator, bpy.types.Operator):
         if not 0 <= self.index < len(settings.results):
             raise AddonError(f"no result {self.index}: search first ({len(settings.results)} results)")
         result = settings.results[self.index]
-        bone_map = retarget.resolve_bone_map(obj, bone_map_choice(settings))  # fail before asking the server
-        data = {"object": obj.name, "motion_id": result.motion_id, "name": result.name,
-                "query": settings.last_query or result.name, "bone_map": bone_map,
-                "root_motion": settings.root_motion,
-                "scale": None if settings.auto_scale else settings.scale,
-                "start_frame": scene.frame_current if settings.use_current_frame else settings.start_frame}
+        data = {**_apply_settings(scene, obj), "motion_id": result.motion_id, "name": result.name,
+                "query": settings.last_query or result.name}
         _request(self.blocking)(scene, "motion", {"motion_id": result.motion_id}, **data)
         if not self.blocking:
             # Fetch the explanation alongside, so the token buttons answer at once.
@@ -108,11 +104,7 @@ class T2M_OT_apply_sequence(_T2MOperator, bpy.types.Operator):
         settings = scene.t2m
         obj = _active_armature(context)
         picks = _sequence_picks(settings)
-        bone_map = retarget.resolve_bone_map(obj, bone_map_choice(settings))  # fail before asking the server
-        data = {"object": obj.name, "query": settings.last_query, "bone_map": bone_map,
-                "root_motion": settings.root_motion, "blend_frames": settings.blend_frames,
-                "scale": None if settings.auto_scale else settings.scale,
-                "start_frame": scene.frame_current if settings.use_current_frame else settings.start_frame,
+        data = {**_apply_settings(scene, obj), "query": settings.last_query, "blend_frames": settings.blend_frames,
                 "segments": [{"text": segment.text, "motion_id": pick.motion_id, "name": pick.name}
                              for segment, pick in zip(settings.segments, picks)]}
         build = state.SequenceBuild(uuid.uuid4().hex, [None] * len(picks), data)
@@ -120,6 +112,15 @@ class T2M_OT_apply_sequence(_T2MOperator, bpy.types.Operator):
         for part, pick in enumerate(picks):
             _request(self.blocking)(scene, "motion", {"motion_id": pick.motion_id}, channel=f"part {part}",
                                     sequence=build.id, part=part)
+
+
+def _apply_settings(scene, obj) -> dict:
+    """What every apply needs from the panel: the target, its bone map (resolved here, so a bad
+    map fails before the server is asked), root motion, scale and start frame."""
+    settings = scene.t2m
+    return {"object": obj.name, "bone_map": retarget.resolve_bone_map(obj, bone_map_choice(settings)),
+            "root_motion": settings.root_motion, "scale": None if settings.auto_scale else settings.scale,
+            "start_frame": scene.frame_current if settings.use_current_frame else settings.start_frame}
 
 
 def _sequence_picks(settings) -> list:

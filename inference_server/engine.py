@@ -184,10 +184,10 @@ class Engine:
         if not hits:
             return [], []
         scores, spans = [], []
+        vectors = [torch.from_numpy(step.vectors).to(self.index.store.device) for step in steps]
         for start in range(0, len(hits), _RERANK_CHUNK):
             chunk = hits[start:start + _RERANK_CHUNK]
             docs = self.index.store.decode(torch.tensor([hit.row for hit in chunk]))
-            vectors = [torch.from_numpy(step.vectors).to(docs.device) for step in steps]
             penalty, chunk_spans = order_penalty(vectors, docs, self.retriever.pooling)
             scores.append(torch.tensor([hit.score for hit in chunk]) + penalty.cpu())
             spans.append(chunk_spans.cpu())

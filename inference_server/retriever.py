@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bridge.sequence import split_steps
 from inference_server.device import resolve_device
 from inference_server.errors import DataError
 from inference_server.jami import FRAMES, NUM_PATCHES, AngleStats, jami_input
 from inference_server.maxsim import pooled_scores
 from inference_server.model.checkpoint import load_model
-from inference_server.ordered import order_penalty
+from inference_server.ordered import order_penalty, query_texts
 
 
 @dataclass
@@ -100,12 +99,14 @@ class Retriever:
     def score_texts(self, texts: list[str], patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(n_texts, n_motions) scores of raw texts, as search ranks them: score_embeddings, plus for
         a text of several steps ("A, then B": bridge/sequence.py) the order penalty (ordered.py)."""
-        out = self.score_embeddings(self.embed_texts(texts, batch_size), patches, batch_size)
+        plans = [query_texts(text) for text in texts]   # [text] or [text, step 1, step 2, ...]
+        embeddings = iter(self.embed_texts([each for plan in plans for each in plan], batch_size))
+        plans = [[next(embeddings) for _ in plan] for plan in plans]
+        out = self.score_embeddings([plan[0] for plan in plans], patches, batch_size)
         docs = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).to(self.device)
-        for row, text in enumerate(texts):
-            steps = split_steps(text)
-            if len(steps) > 1:
-                vectors = [torch.from_numpy(step.vectors).to(self.device) for step in self.embed_texts(steps)]
+        for row, plan in enumerate(plans):
+            if len(plan) > 1:
+                vectors = [torch.from_numpy(step.vectors).to(self.device) for step in plan[1:]]
                 out[row] += order_penalty(vectors, docs, self.pooling)[0].cpu().numpy()
         return out
 
