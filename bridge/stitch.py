@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .quaternions import quat_mul, quat_rotate
 from .skeleton_map import SMPL22_JOINTS, SMPL22_PARENTS
 
 DEFAULT_BLEND_FRAMES = 8
@@ -79,24 +80,8 @@ class Clip:
 
 # ---------------------------------------------------------------- quaternions
 
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], axis=-1)
-
-
 def quat_conj(q: np.ndarray) -> np.ndarray:
     return q * np.array([1.0, -1.0, -1.0, -1.0])
-
-
-def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vectors v (..., 3) by unit quaternions q (..., 4)."""
-    axis = q[..., 1:]
-    t = 2.0 * np.cross(axis, v)
-    return v + q[..., :1] * t + np.cross(axis, t)
 
 
 def quat_slerp(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> np.ndarray:

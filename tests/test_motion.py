@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
+from bridge.quaternions import quat_rotate
 from inference_server.errors import DataError
 from inference_server.motion import (
     SMPL22_JOINTS, SMPL22_MIRROR, SMPL22_PARENTS, Motion, MotionItem, Skeleton, mirror_caption, mirror_joint_name,
-    quat_from_axis_angle, quat_rotate, quat_slerp, smpl22_skeleton)
+    quat_from_axis_angle, quat_slerp, smpl22_skeleton)
 
 
 def random_motion(frames=40, fps=20.0, seed=0) -> Motion:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference_server.motion import quat_from_axis_angle, quat_mul, quat_rotate
+from bridge.quaternions import quat_mul, quat_rotate
+from inference_server.motion import quat_from_axis_angle
 
 AXES = {"X": np.array([1.0, 0, 0]), "Y": np.array([0, 1.0, 0]), "Z": np.array([0, 0, 1.0])}
 
