@@ -135,6 +135,14 @@ def check_height(height) -> int:
     return _check_pixels("height", height, MIN_PREVIEW_HEIGHT, MAX_PREVIEW_HEIGHT)
 
 
+def check_size(size) -> list[int]:
+    """preview's size as one argument, INTERFACES.md's spelling: [width, height] in pixels,
+    each within the limits of check_width and check_height."""
+    if not isinstance(size, list) or len(size) != 2:
+        raise ProtocolError(BAD_REQUEST, f"size must be [width, height], not {str(size)[:100]}")
+    return [check_width(size[0]), check_height(size[1])]
+
+
 def _check_pixels(name: str, value, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ProtocolError(BAD_REQUEST, f"{name} must be an integer from {low} to {high} pixels "
@@ -158,7 +166,7 @@ class Arg:
     `default` is the value an absent optional argument takes (the Engine method's default, which
     tests/test_protocol.py compares with it; None: absent means "not given")."""
     name: str
-    type: str                 # its JSON type, for the docs: "string", "integer" or "number"
+    type: str                 # its JSON type, for the docs: "string", "integer", "number" or "array"
     check: Callable
     required: bool = False
     default: object = None
@@ -210,7 +218,8 @@ OPS: dict[str, Op] = {op.name: op for op in (
        arrays=(ArraySpec("positions", "float32", ("T", 22, 3), optional=True),), result=("captions",)),
     Op("similar", (_MOTION_ID, Arg("k", "integer", check_k, default=DEFAULT_K)), result=_HITS),
     Op("preview", (_MOTION_ID, Arg("width", "integer", check_width, default=PREVIEW_WIDTH),
-                   Arg("height", "integer", check_height, default=PREVIEW_HEIGHT)),
+                   Arg("height", "integer", check_height, default=PREVIEW_HEIGHT),
+                   Arg("size", "array", check_size)),
        result=("motion_id", "width", "height"), reply_arrays=(ArraySpec("png", "uint8", ("bytes",)),)),
 )}
 

@@ -23,7 +23,7 @@ import torch
 
 from bridge.protocol import (BAD_REQUEST, DEFAULT_K, DESCRIBE_K, MAX_FRAMES, MAX_RESAMPLED_FRAMES, NOT_FOUND, OPS,
                              PREVIEW_HEIGHT, PREVIEW_WIDTH, PROTOCOL_VERSION, ProtocolError, check_fps, check_height,
-                             check_k, check_motion_id, check_text, check_width)
+                             check_k, check_motion_id, check_size, check_text, check_width)
 from inference_server.errors import DataError
 from inference_server.explain import explain_steps
 from inference_server.index.search import Hit
@@ -233,9 +233,10 @@ class Engine:
         hits = self.index.similar(self._row(motion_id), k, searcher=self.searcher)
         return {"results": self._results(hits), "tokens": []}, {}
 
-    def preview(self, motion_id, width=PREVIEW_WIDTH, height=PREVIEW_HEIGHT) -> tuple[dict, dict]:
-        """A stick-figure strip of the motion (preview.py) as PNG bytes, cached per (id, size)."""
-        width, height = check_width(width), check_height(height)
+    def preview(self, motion_id, width=PREVIEW_WIDTH, height=PREVIEW_HEIGHT, size=None) -> tuple[dict, dict]:
+        """A stick-figure strip of the motion (preview.py) as PNG bytes, cached per (id, size);
+        `size` [width, height], when given, stands for width and height."""
+        width, height = check_size(size) if size is not None else (check_width(width), check_height(height))
         self._row(motion_id)
         png = self._previews.preview(motion_id, (width, height), lambda known: self._stored_motion(known).positions)
         return {"motion_id": motion_id, "width": width, "height": height}, {"png": np.frombuffer(png, dtype=np.uint8)}

@@ -63,6 +63,8 @@ def test_the_server_uses_the_bridges_is_loopback():
     ("describe", {"fps": "30"}, {}, "bad_request", "fps must be a number"),
     ("preview", {"width": 64}, {}, "bad_request", "preview needs argument(s) motion_id"),
     ("preview", {"motion_id": "m1", "width": 31}, {}, "bad_request", "width must be an integer from 32 to 1024"),
+    ("preview", {"motion_id": "m1", "size": 128}, {}, "bad_request", "size must be [width, height]"),
+    ("preview", {"motion_id": "m1", "size": [128, 8]}, {}, "bad_request", "height must be an integer from 16"),
     ("preview", {"motion_id": "m1", "width": 64.0}, {}, "bad_request", "not 64.0"),
     ("preview", {"motion_id": "m1", "height": 513}, {}, "bad_request", "height must be an integer from 16 to 512"),
     ("preview", {"motion_id": "m1", "height": True}, {}, "bad_request", "MAX_PREVIEW_HEIGHT"),
@@ -127,7 +129,7 @@ def test_the_table_is_well_formed():
         names = [arg.name for arg in op.args] + [array.name for array in op.arrays]
         assert len(names) == len(set(names)), op.name  # args and arrays become one set of keywords
         for arg in op.args:
-            assert arg.type in ("string", "integer", "number")
+            assert arg.type in ("string", "integer", "number", "array")
             assert not (arg.required and arg.default is not None), (op.name, arg.name)
             if arg.default is not None:
                 assert arg.check(arg.default) == arg.default
@@ -143,7 +145,7 @@ def _parse_args(cell: str) -> dict:
     """{name: (type, required, default, (low, high) or None)} from "`k`: integer, default 10, 1-100; ..."."""
     args = {}
     for part in ([] if cell == "-" else cell.split(";")):
-        match = re.fullmatch(r"\s*`(\w+)`: (string|integer|number)(.*)", part)
+        match = re.fullmatch(r"\s*`(\w+)`: (string|integer|number|array)(.*)", part)
         assert match, f"WIRE.md: cannot read the argument {part!r}"
         name, kind, rest = match.groups()
         default = re.search(r"default (\S+?)(?:,|$)", rest)

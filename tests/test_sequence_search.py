@@ -274,6 +274,10 @@ def test_preview_over_the_wire(client, engine):
     assert result == {"motion_id": motion_id, "width": 128, "height": 32}
     assert decode_png(arrays["png"]).shape == (32, 128, 3)
     assert decode_png(client.call("preview", {"motion_id": motion_id})[1]["png"]).shape == (64, 256, 3)
+    # INTERFACES.md spells the size as one argument: [width, height]
+    result, arrays = client.call("preview", {"motion_id": motion_id, "size": [96, 24]})
+    assert result == {"motion_id": motion_id, "width": 96, "height": 24}
+    assert decode_png(arrays["png"]).shape == (24, 96, 3)
 
 
 @pytest.mark.parametrize("args, code, words", [
@@ -283,6 +287,7 @@ def test_preview_over_the_wire(client, engine):
     ({"motion_id": "synthetic_3_000000", "height": 15}, "bad_request", "height must be an integer from 16 to 512"),
     ({"motion_id": "synthetic_3_000000", "height": "64"}, "bad_request", "height"),
     ({"width": 64}, "bad_request", "preview needs argument(s) motion_id"),
+    ({"motion_id": "synthetic_3_000000", "size": [96]}, "bad_request", "size must be [width, height]"),
 ])
 def test_refused_previews(client, engine, args, code, words):
     with pytest.raises(RemoteError) as caught:
