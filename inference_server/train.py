@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inference_server.device import autocast_enabled
 from inference_server.errors import DataError, T2MError
 
 BEST, LAST = "best", "last"
@@ -73,6 +74,7 @@ class TrainOptions:
     allow_download: bool = False
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"            # bf16 autocast: "auto" (CUDA only), "bf16" (also a bf16-capable CPU), "fp32"
     resume: bool = False
     ddp: bool = False
     progress: bool = True
@@ -355,6 +357,7 @@ class Trainer:
         self.options = self._resumed_options(resume_state["options"], options) if resume_state \
             else options.resolved()
         self.device = self._device()
+        self.autocast = autocast_enabled(self.options.precision, self.device)
         self.state = resume_state or {"epoch": 0, "step": 0, "best_score": -1.0, "best_val": None}
 
     def _resume_state(self, options: TrainOptions) -> dict | None:
@@ -370,10 +373,11 @@ class Trainer:
 
     @staticmethod
     def _resumed_options(saved: dict, given: TrainOptions) -> TrainOptions:
-        """The run's stored options; only the device, the progress bars and a larger --epochs
+        """The run's stored options; only the device, precision, the progress bars and a larger --epochs
         (training longer; the cosine schedule then stretches) come from the command line."""
         epochs = given.epochs if given.epochs is not None else saved["epochs"]
         return TrainOptions(**{**saved, "device": given.device, "progress": given.progress,
+                               "precision": given.precision,
                                "epochs": epochs, "resume": True})
 
     def _device(self) -> torch.device:
@@ -492,7 +496,7 @@ class Trainer:
         if options.grounding_weight > 0:
             pieces = [model.text.tokenizer.convert_ids_to_tokens(row) for row in tokens.input_ids.tolist()]
             grounding = grounding_targets(pieces, tokens.valid_mask).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = wrapped(torch.from_numpy(angles).to(device), tokens.input_ids.to(device),
                           tokens.attention_mask.to(device), tokens.valid_mask.to(device), *mlm,
                           torch.from_numpy(positives).to(device) if options.label_positives else None, grounding)

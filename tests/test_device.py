@@ -17,3 +17,16 @@ def test_auto_cpu_and_an_unavailable_cuda():
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="CUDA is not available"):
             device.resolve_device("cuda:0")
+
+
+def test_precision_decides_bf16_autocast():
+    cpu = torch.device("cpu")
+    assert not device.autocast_enabled("fp32", cpu) and not device.autocast_enabled("auto", cpu)
+    assert device.autocast_enabled("auto", torch.device("cuda")) and not device.autocast_enabled("fp32", torch.device("cuda"))
+    with pytest.raises(ModelError, match="unknown precision 'fp16'"):
+        device.autocast_enabled("fp16", cpu)
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert device.autocast_enabled("bf16", cpu)
+    else:
+        with pytest.raises(ModelError, match="no native bf16"):
+            device.autocast_enabled("bf16", cpu)

@@ -1,5 +1,6 @@
 """Trainer: schedule, optimizer state without pickle, learning on synthetic data, resume, DDP, eval CLI."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -178,3 +179,20 @@ def test_a_weighted_mix_validates_each_source_and_keeps_frozen_layers(tmp_path):
     fresh_layers = fresh.text.mlm.base_model.encoder.layer
     assert torch.equal(layers[0].attention.self.query.weight, fresh_layers[0].attention.self.query.weight)
     assert not torch.equal(layers[-1].attention.self.query.weight, fresh_layers[-1].attention.self.query.weight)
+
+
+@pytest.mark.slow
+def test_bf16_training_on_a_cpu_with_native_bf16(tmp_path):
+    options = TrainOptions(data=DATA, out=str(tmp_path / "run"), preset="test", epochs=1, batch_size=16,
+                           seed=0, progress=False, precision="bf16")
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        with pytest.raises(T2MError, match="no native bf16"):
+            train(options)
+        return
+    train(options)
+    log = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert math.isfinite(log["loss"]) and log["loss"] > 0
+    config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert config["training"]["options"]["precision"] == "bf16"
+    weights = Retriever.load(tmp_path / "run" / "best", device="cpu").model.state_dict()
+    assert all(tensor.dtype != torch.bfloat16 for tensor in weights.values())
