@@ -97,6 +97,10 @@ RUNS: dict[str, dict] = {
     "all_sources_grounded_10ep": {"args": [*_data("bandai", "synthetic-rich", "synthetic", "deepmimic"), *MIX,
                                            "--epochs", "10", "--grounding-weight", "0.5"],
                                   "tests": list(TESTS), "queries": True},
+    # the same recipe under bf16 autocast (AMX: ~1.5x faster per step), 14 epochs in about the same time
+    "all_sources_grounded_14ep_bf16": {"args": [*_data("bandai", "synthetic-rich", "synthetic", "deepmimic"), *MIX,
+                                                "--epochs", "14", "--grounding-weight", "0.5", "--precision", "bf16"],
+                                       "tests": list(TESTS), "queries": True},
 }
 
 
