@@ -133,6 +133,21 @@ def test_search_with_the_index_alone_loads_the_model_it_records(index, models, c
     assert json.loads(capsys.readouterr().out) == alone and len(alone["results"]) == 2
 
 
+def test_index_build_without_a_model_uses_the_default_or_on_update_the_index_own(index, models, tmp_path, capsys):
+    from inference_server.model import fingerprint
+
+    copy = tmp_path / "index"
+    shutil.copytree(index, copy)
+    assert t2m_main(["index", "build", "synthetic:10:2", "--out", str(copy), "--update", "--device", "cpu",
+                     "--no-progress", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["reused"] == 8 and built_with(copy)["fingerprint"] == fingerprint(models["a"])
+    fresh = tmp_path / "fresh"
+    assert t2m_main(["index", "build", "synthetic:3:2", "--out", str(fresh), "--device", "cpu",
+                     "--no-progress", "--json"]) == 0
+    assert built_with(fresh)["fingerprint"] == fingerprint(default.MODEL_DIR)
+
+
 def test_an_index_finds_the_embedded_model_by_fingerprint(default_cache):
     assert default.model_for_index(default_cache["index"]) == default.MODEL_DIR
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from inference_server.cli import CliError, add_json_flag, add_progress_flag
 from inference_server.data import parse_spec
 from inference_server.default import model_dir
-from inference_server.index.manifest import built_with, read_manifest
+from inference_server.index.manifest import MANIFEST, built_with, read_manifest
 from inference_server.model.identity import check_checkpoint
 
 STORAGE_CHOICES = ("fp16", "int8", "pq", "fp32")
@@ -35,8 +35,9 @@ def _register_build(actions) -> None:
                     "synthetic:N, ...) with a checkpoint. Writing is atomic: INDEX is replaced only "
                     "once the new index is complete. Bad files are skipped and listed.")
     build.add_argument("library", metavar="LIBRARY", help="data spec of the motion library")
-    build.add_argument("--model", required=True, metavar="CKPT",
-                       help="checkpoint folder, or an embedded model: default, permissive")
+    build.add_argument("--model", metavar="CKPT",
+                       help="checkpoint folder, or an embedded model: default, permissive (default: the "
+                            "embedded default; with --update, the model INDEX was built with)")
     build.add_argument("--out", type=Path, required=True, metavar="INDEX", help="index folder to write")
     build.add_argument("--storage", choices=STORAGE_CHOICES, default=None,
                        help="patch store: fp16 (default, 50 KB/motion at d=128), int8 (25 KB), "
@@ -145,7 +146,7 @@ def _add_library_options(parser) -> None:
 def run_build(args: argparse.Namespace) -> dict:
     if args.batch_size < 1:
         raise CliError("--batch-size must be at least 1")
-    model = check_checkpoint(model_dir(args.model))
+    model = check_checkpoint(model_dir(args.model or _updated_index_model(args)))
     parse_spec(args.library)
     from inference_server.index.build import build_index
     from inference_server.retriever import Retriever
@@ -155,6 +156,13 @@ def run_build(args: argparse.Namespace) -> dict:
     report = build_index(args.library, retriever, args.out, storage=args.storage, update=args.update,
                          batch_size=args.batch_size, progress=args.progress, **options)
     return report if args.json else _print_build(report)
+
+
+def _updated_index_model(args: argparse.Namespace) -> str | None:
+    """With --update and no --model: the checkpoint folder the existing INDEX records, if any."""
+    if not (args.update and (args.out / MANIFEST).is_file()):
+        return None
+    return built_with(args.out).get("path")
 
 
 def run_push(args: argparse.Namespace) -> dict:
