@@ -6,8 +6,10 @@ Threads:
   refused ones at once, and hands the others to a lane; it never waits on model work.
 - lanes: each a bounded queue with its own worker thread(s): `search` (micro-batched: one
   text-encoder call for every search waiting), `fetch` (motion, preview: cheap reads and
-  drawing), `heavy` (explain, describe, similar). A slow describe never delays a search. A
-  full lane answers `busy` (with a retry hint in the message); `describe` before its caption
+  drawing), `heavy` (explain, describe, similar). A slow describe never delays a search: the
+  heavy lane runs at a higher nice value and waits (briefly) for the search lane to be idle
+  before each request. (Not fewer torch threads: torch.set_num_threads in one thread changes
+  them for the whole process.) A full lane answers `busy` (with a retry hint in the message); `describe` before its caption
   bank is embedded answers `busy` too.
 - workers encode their replies and pass them back to the socket loop (a queue plus an inproc
   wake-up socket), which sends them.
@@ -74,6 +76,10 @@ class LaneConfig:
     # torch starts from them), so that on a busy CPU the slow ops yield to searches.
     nice: int = 0
     batch: bool = False  # take every waiting request at once (search micro-batching)
+    # A lane whose work goes first: before each request, wait (at most YIELD_MAX_WAIT) until
+    # that lane has nothing waiting or running, so a search never shares the CPU with a slow op
+    # that could have started after it. Bounded, so slow ops still progress under steady search.
+    yields_to: str | None = None
 
 
 # Ops the socket loop answers itself (cheap, and they must answer while every lane is full).
@@ -81,8 +87,9 @@ INLINE_OPS = ("info",)
 DEFAULT_LANES = (
     LaneConfig("search", ("search",), capacity=1024, batch=True),
     LaneConfig("fetch", ("motion", "preview"), capacity=512),
-    LaneConfig("heavy", ("explain", "describe", "similar"), capacity=256, nice=10),
+    LaneConfig("heavy", ("explain", "describe", "similar"), capacity=256, nice=10, yields_to="search"),
 )
+YIELD_MAX_WAIT = 0.25  # seconds
 # A peer with this many replies it has not read yet gets `busy` for its new requests.
 PEER_BACKLOG = 1000
 # ...and past this many bytes of unread replies, further replies to it are dropped (logged).
@@ -129,6 +136,7 @@ class _Lane:
         self._bytes = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._running = 0  # requests taken and not yet answered
         self.threads: list[threading.Thread] = []
         self.busy_replies = 0
 
@@ -152,7 +160,19 @@ class _Lane:
             count = min(self.max_batch, len(self._items))
             taken = [self._items.popleft() for _ in range(count)]
             self._bytes -= sum(item.size for item in taken)
+            self._running += count
             return taken
+
+    def answered(self, count: int) -> None:
+        """`count` requests taken by take() are answered."""
+        with self._cond:
+            self._running -= count
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is waiting or running (True), or `timeout` seconds (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items and not self._running, timeout)
 
     def close(self) -> list[_Incoming]:
         """Stop accepting; returns the requests still waiting (to be answered by the caller)."""
@@ -309,18 +329,18 @@ class Server:
     # ---------------------------------------------------------------- lanes (worker threads)
 
     def _start_lanes(self, context: zmq.Context) -> dict[str, _Lane]:
-        lanes = {}
-        for config in self._lane_configs:
-            lane = _Lane(config, self.max_batch)
-            for number in range(config.workers):
-                thread = threading.Thread(target=self._work, args=(context, lane),
-                                          name=f"t2m-{config.name}-{number}", daemon=True)
+        lanes = {config.name: _Lane(config, self.max_batch) for config in self._lane_configs}
+        for lane in lanes.values():
+            first = lanes[lane.config.yields_to] if lane.config.yields_to else None
+            for number in range(lane.config.workers):
+                thread = threading.Thread(target=self._work, args=(context, lane, first),
+                                          name=f"t2m-{lane.config.name}-{number}", daemon=True)
                 lane.threads.append(thread)
                 thread.start()
-            lanes[config.name] = lane
         return lanes
 
-    def _work(self, context: zmq.Context, lane: _Lane) -> None:
+    def _work(self, context: zmq.Context, lane: _Lane, first: _Lane | None) -> None:
+        """A lane's worker; `first`: the lane it yields to (see LaneConfig.yields_to)."""
         _lower_priority(lane.config.nice)
         wake = context.socket(zmq.PUSH)
         wake.setsockopt(zmq.LINGER, 0)
@@ -331,6 +351,8 @@ class Server:
                 items = lane.take()
                 if items is None:
                     return
+                if first is not None:
+                    first.wait_idle(YIELD_MAX_WAIT)
                 try:
                     if lane.config.batch and len(items) > 1:
                         outgoing = self._answer_searches(items)
@@ -342,6 +364,7 @@ class Server:
                                 for item in items]
                 for out in outgoing:
                     self._done.put(out)
+                lane.answered(len(items))
                 try:
                     wake.send(b"", zmq.NOBLOCK)
                 except zmq.Again:
@@ -601,6 +624,10 @@ def check_lanes(lanes: tuple[LaneConfig, ...]) -> None:
     if unknown or twice or unrouted:
         raise ServerConfigError(f"the lanes must route each op once: unknown {unknown}, twice {twice}, "
                                 f"missing {unrouted}")
+    names = [lane.name for lane in lanes]
+    for lane in lanes:
+        if lane.yields_to is not None and (lane.yields_to == lane.name or lane.yields_to not in names):
+            raise ServerConfigError(f"lane {lane.name!r} yields to {lane.yields_to!r}, which is not another lane")
 
 
 # ---------------------------------------------------------------- security

@@ -355,3 +355,29 @@ def test_serve_refuses_a_corrupt_index_with_one_line(library, tmp_path, capsys):
                      "--bind", "tcp://127.0.0.1:0", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "position_offsets.npy" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- searches go first
+
+def test_a_lane_waits_until_the_lane_it_yields_to_is_idle():
+    from inference_server.server import _Incoming, _Lane
+
+    search = _Lane(LaneConfig("search", ("search",), capacity=8, batch=True), max_batch=8)
+    assert search.wait_idle(0.01)
+    search.offer(_Incoming([b"peer"], None, None, time.perf_counter()))
+    assert not search.wait_idle(0.05)  # waiting
+    taken = search.take()
+    assert len(taken) == 1 and not search.wait_idle(0.05)  # running
+    threading.Timer(0.1, search.answered, args=(1,)).start()
+    started = time.perf_counter()
+    assert search.wait_idle(5.0) and time.perf_counter() - started < 2.0
+
+
+def test_a_lane_cannot_yield_to_itself_or_to_no_lane(library):
+    from inference_server.server import ServerConfigError
+
+    for target in ("heavy", "nowhere"):
+        lanes = tuple(LaneConfig(lane.name, lane.ops, lane.capacity, yields_to=target if lane.name == "heavy"
+                                 else lane.yields_to) for lane in DEFAULT_LANES)
+        with pytest.raises(ServerConfigError, match="not another lane"):
+            Server(library["engine"], bind="tcp://127.0.0.1:*", lanes=lanes)
