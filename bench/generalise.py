@@ -101,6 +101,11 @@ RUNS: dict[str, dict] = {
     "all_sources_grounded_14ep_bf16": {"args": [*_data("bandai", "synthetic-rich", "synthetic", "deepmimic"), *MIX,
                                                 "--epochs", "14", "--grounding-weight", "0.5", "--precision", "bf16"],
                                        "tests": list(TESTS), "queries": True},
+    # longer still, with the plain generator's share doubled
+    "all_sources_grounded_18ep_bf16": {"args": [*_data("bandai", "synthetic-rich", "deepmimic"),
+                                                "--data", f"{SYNTHETIC}=1.5", *MIX, "--epochs", "18",
+                                                "--grounding-weight", "0.5", "--precision", "bf16"],
+                                       "tests": list(TESTS), "queries": True},
 }
 
 
