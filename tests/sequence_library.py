@@ -19,6 +19,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a person walks forward, then waves with the right hand, then sits down"
 STEP_ACTIONS = ["walk", "wave_right", "sit_down"]
+# The clips a step may pick: "walks forward" says nothing of the pace, so a forward walk of any
+# pace is a right answer for it (the model's choice among them is not what these tests check).
+STEP_PICKS = [("walk", "walk_fast", "walk_slow"), ("wave_right",), ("sit_down",)]
+
+
+def fits_steps(motion_ids: list[str]) -> bool:
+    """Whether one pick per step names a clip of that step's action."""
+    return len(motion_ids) == len(STEP_PICKS) and all(
+        motion_id in picks for motion_id, picks in zip(motion_ids, STEP_PICKS))
 CLIP_SECONDS = 3.0
 # The machine is shared: the server gets two threads.
 ENV = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from inference_server.data.synthetic_actions import LIBRARY
-from sequence_library import PROMPT, ROOT, STEP_ACTIONS, build_library
+from sequence_library import PROMPT, ROOT, STEP_ACTIONS, build_library, fits_steps
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +75,9 @@ def test_a_prompt_of_steps_becomes_one_stitched_action(tmp_path, library, rig):
     assert "blend_frames must be >= 0, got -2" in summary["failed"][0]["error"]
     records = {record["name"]: record for record in json.loads((out / "summary.json").read_text())["records"]}
     sequence, single, cut = records["sequence"], records["sit"], records["cut"]
-    assert [segment["motion_id"] for segment in sequence["segments"]] == STEP_ACTIONS
-    assert sequence["motion_id"] == " + ".join(STEP_ACTIONS) and sequence["score"] is None
+    picked = [segment["motion_id"] for segment in sequence["segments"]]
+    assert fits_steps(picked)
+    assert sequence["motion_id"] == " + ".join(picked) and sequence["score"] is None
     assert single["motion_id"] == "sit_down" and "segments" not in single and "whole" not in single
     # the whole prompt's own best hit is recorded next to the stitched steps (JSON and CSV)
     whole = sequence["whole"]

@@ -25,8 +25,8 @@ from blender_addon.rigs import make_humanoid_rig  # noqa: E402
 from bridge.sequence import split_steps  # noqa: E402
 from inference_server.angles import joint_angles  # noqa: E402
 from inference_server.preview import PNG_SIGNATURE  # noqa: E402
-from sequence_library import (PROMPT, ROOT, STEP_ACTIONS, build_library, join_smoothness, looks_like,  # noqa: E402
-                              segment_starts, serving, step_features)
+from sequence_library import (PROMPT, ROOT, STEP_ACTIONS, STEP_PICKS, build_library, fits_steps,  # noqa: E402
+                              join_smoothness, looks_like, segment_starts, serving, step_features)
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +115,7 @@ def test_a_prompt_of_steps_lists_each_step_with_its_own_results(scene, server):
     search(scene, PROMPT)
     settings = scene.t2m
     assert [segment.text for segment in settings.segments] == split_steps(PROMPT)
-    assert [segment.results[0].motion_id for segment in settings.segments] == STEP_ACTIONS
+    assert fits_steps([segment.results[0].motion_id for segment in settings.segments])
     for segment in settings.segments:
         assert len(segment.results) == 5 and segment.result_index == 0 and len(segment.tokens) >= 2
     assert len(settings.results) == 5  # the whole query's ranking, each hit with a span per step
@@ -149,6 +149,10 @@ def test_every_listed_motion_gets_its_preview_once(scene, server):
 def test_apply_sequence_is_one_new_action_walk_then_wave_then_sit(scene, server):
     connect(scene, server)
     search(scene, PROMPT)
+    # stitch exactly walk -> wave -> sit (each in its step's list; the pace of the walk the
+    # model ranks first varies with the model, and the joins below are measured on these clips)
+    for segment, action_id in zip(scene.t2m.segments, STEP_ACTIONS):
+        segment.result_index = [result.motion_id for result in segment.results].index(action_id)
     obj = hero(scene)
     before = set(bpy.data.actions)
     hand_keyed = keys(bpy.data.actions["Hand keyed"])
@@ -196,8 +200,8 @@ def test_another_pick_for_one_step_and_a_hard_cut_in_place(scene, server):
     action = obj.animation_data.action
     assert action.name not in earlier
     assert {name: keys(bpy.data.actions[name]) for name in earlier} == earlier  # no action was overwritten
-    assert [segment["motion_id"] for segment in json.loads(action["t2m_segments"])] == \
-        [STEP_ACTIONS[0], second, STEP_ACTIONS[2]]
+    picked = [segment["motion_id"] for segment in json.loads(action["t2m_segments"])]
+    assert picked[0] in STEP_PICKS[0] and picked[1:] == [second, STEP_ACTIONS[2]]
     assert second != STEP_ACTIONS[1] and action["t2m_blend_frames"] == 0
     first, last = (int(frame) for frame in action.frame_range)
     assert last - first + 1 == 3 * CLIP_FRAMES  # a hard cut: no overlap
