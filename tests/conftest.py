@@ -1,4 +1,4 @@
-"""Shared, generic fixtures: where the real data lives, and a small HumanML3D folder."""
+"""Shared, generic fixtures: where the real data lives, a small HumanML3D folder, the extension registered in bpy."""
 from __future__ import annotations
 
 import os
@@ -43,3 +43,16 @@ def humanml3d_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("humanml3d")
     export_humanml3d(load_spec("synthetic:12:5"), out)
     return out
+
+
+@pytest.fixture(scope="module")
+def blender_addon_registered():
+    """The extension registered in the real bpy (factory settings) for a test module."""
+    import bpy
+
+    import blender_addon
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    blender_addon.register()
+    yield
+    blender_addon.unregister()

@@ -10,7 +10,6 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import blender_addon  # noqa: E402
 from blender_addon import bonemap, messaging, replies, retarget, state, wire  # noqa: E402
 from blender_addon.errors import AddonError  # noqa: E402
 from blender_addon.props import bone_map_choice  # noqa: E402
@@ -19,12 +18,7 @@ from bridge.endpoints import is_loopback  # noqa: E402
 from bridge.protocol import OPS  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_addon.register()
-    yield
-    blender_addon.unregister()
+pytestmark = pytest.mark.usefixtures("blender_addon_registered")
 
 
 @pytest.fixture

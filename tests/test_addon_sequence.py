@@ -28,7 +28,7 @@ from inference_server.preview import PNG_SIGNATURE  # noqa: E402
 from sequence_library import (PROMPT, ROOT, STEP_ACTIONS, STEP_PICKS, build_library, fits_steps,  # noqa: E402
                               join_smoothness, looks_like, segment_starts, serving, step_features)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("blender_addon_registered")]
 
 SCENE_FPS = 30
 CLIP_FRAMES = 90  # a 3 s clip at 30 fps
@@ -56,14 +56,6 @@ def older_server(library, tmp_path_factory):
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     with serving(*library, tree / "server.log", code=tree) as address:
         yield address
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_addon.register()
-    yield
-    blender_addon.unregister()
 
 
 @pytest.fixture
