@@ -94,6 +94,10 @@ class Engine:
         """{op: whether it answers now}; describe is False while its caption bank is embedded."""
         return {op: (self._bank.ready if op == "describe" else True) for op in OPS}
 
+    def bank_progress(self) -> tuple[int, int]:
+        """(captions embedded, captions) of the caption bank describe needs."""
+        return self._bank.progress
+
     def not_ready_reason(self, op: str) -> str | None:
         """Why `op` cannot answer right now (None when it can)."""
         if op == "describe" and not self._bank.ready:

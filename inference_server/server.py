@@ -6,11 +6,12 @@ Threads:
   refused ones at once, and hands the others to a lane; it never waits on model work.
 - lanes: each a bounded queue with its own worker thread(s): `search` (micro-batched: one
   text-encoder call for every search waiting), `fetch` (motion, preview: cheap reads and
-  drawing), `heavy` (explain, describe, similar). A slow describe never delays a search: the
-  heavy lane runs at a higher nice value and waits (briefly) for the search lane to be idle
-  before each request. (Not fewer torch threads: torch.set_num_threads in one thread changes
-  them for the whole process.) A full lane answers `busy` (with a retry hint in the message); `describe` before its caption
-  bank is embedded answers `busy` too.
+  drawing), `heavy` (explain, describe, similar). A slow describe never delays a search: with
+  a worker recipe (as `t2m serve` gives) the heavy lane's requests run in a child process
+  (heavy_process.py: its own interpreter, one torch thread, nice 10, its own caption bank);
+  without one, in a thread at a higher nice value. Either way the heavy lane waits (briefly)
+  for the search lane to be idle before each request. A full lane answers `busy` (with a
+  retry hint in the message); `describe` before its caption bank is embedded answers `busy` too.
 - workers encode their replies and pass them back to the socket loop (a queue plus an inproc
   wake-up socket), which sends them.
 
@@ -80,6 +81,9 @@ class LaneConfig:
     # that lane has nothing waiting or running, so a search never shares the CPU with a slow op
     # that could have started after it. Bounded, so slow ops still progress under steady search.
     yields_to: str | None = None
+    # Run the requests in a child process (heavy_process.py) when the server has a worker
+    # recipe; its nice value then applies to the whole child.
+    child: bool = False
 
 
 # Ops the socket loop answers itself (cheap, and they must answer while every lane is full).
@@ -87,7 +91,7 @@ INLINE_OPS = ("info",)
 DEFAULT_LANES = (
     LaneConfig("search", ("search",), capacity=1024, batch=True),
     LaneConfig("fetch", ("motion", "preview"), capacity=512),
-    LaneConfig("heavy", ("explain", "describe", "similar"), capacity=256, nice=10, yields_to="search"),
+    LaneConfig("heavy", ("explain", "describe", "similar"), capacity=256, nice=10, yields_to="search", child=True),
 )
 YIELD_MAX_WAIT = 0.25  # seconds
 # A peer with this many replies it has not read yet gets `busy` for its new requests.
@@ -197,11 +201,14 @@ class Server:
         only those clients are served (pyzmq's ZAP authenticator). None: any client that
         knows the server's public key.
     lanes: the op classes, their queue bounds and worker counts (default DEFAULT_LANES).
+    worker_recipe: how to load the engine again in a child process (heavy_process.EngineRecipe),
+        for the lanes marked `child`; None: every lane runs in a thread of this process.
     """
 
     def __init__(self, engine, bind: str = DEFAULT_ADDRESS, curve_secret: str | None = None,
                  insecure: bool = False, max_batch: int = 64, allowed_clients: str | Path | None = None,
-                 lanes: tuple[LaneConfig, ...] = DEFAULT_LANES, peer_backlog: int = PEER_BACKLOG):
+                 lanes: tuple[LaneConfig, ...] = DEFAULT_LANES, peer_backlog: int = PEER_BACKLOG,
+                 worker_recipe=None):
         check_bind_security(bind, curve_secret, insecure)
         check_lanes(tuple(lanes))
         if allowed_clients is not None and curve_secret is None:
@@ -213,6 +220,8 @@ class Server:
         self._curve_keys = load_curve_secret(curve_secret) if curve_secret else None
         self._allowed = check_allowed_clients(allowed_clients) if allowed_clients is not None else None
         self._lane_configs = tuple(lanes)
+        self._worker_recipe = worker_recipe
+        self._children: dict[str, object] = {}  # op -> the HeavyProcess answering it
         self._stop = threading.Event()
         self.ready = threading.Event()
         self.address: str | None = None  # the endpoint actually bound (resolves a "*" port)
@@ -247,7 +256,7 @@ class Server:
             lanes = self._start_lanes(context)
             self._routes = {op: lane for lane in lanes.values() for op in lane.config.ops}
             warm_up = getattr(self.engine, "warm_up", None)
-            if warm_up is not None:
+            if warm_up is not None and "describe" not in self._children:
                 warm_up()  # the caption bank, in the background (idempotent)
             log.info("listening on %s%s", self.address, self._security_note())
             self.ready.set()
@@ -272,6 +281,8 @@ class Server:
             for lane in lanes.values():
                 for thread in lane.threads:
                     thread.join(30)
+            for child in set(self._children.values()):
+                child.stop()
             if socket is not None:
                 self._send_done(socket)
                 self._flush_backlogs(socket)
@@ -311,7 +322,7 @@ class Server:
                 self._reply_busy(socket, item, f"{len(self._backlogs[item.peer])} replies to this client are "
                                                "waiting to be read")
                 return
-            reason = _not_ready(self.engine, op)
+            reason = self._not_ready(op)
             if reason is not None:
                 self._reply_busy(socket, item, reason)
                 return
@@ -332,16 +343,33 @@ class Server:
         lanes = {config.name: _Lane(config, self.max_batch) for config in self._lane_configs}
         for lane in lanes.values():
             first = lanes[lane.config.yields_to] if lane.config.yields_to else None
+            child = self._start_child(lane.config)
             for number in range(lane.config.workers):
-                thread = threading.Thread(target=self._work, args=(context, lane, first),
+                thread = threading.Thread(target=self._work, args=(context, lane, first, child),
                                           name=f"t2m-{lane.config.name}-{number}", daemon=True)
                 lane.threads.append(thread)
                 thread.start()
         return lanes
 
-    def _work(self, context: zmq.Context, lane: _Lane, first: _Lane | None) -> None:
-        """A lane's worker; `first`: the lane it yields to (see LaneConfig.yields_to)."""
-        _lower_priority(lane.config.nice)
+    def _start_child(self, config: LaneConfig):
+        """The child process for a `child` lane (started now, loading in the background), or None."""
+        if not config.child or self._worker_recipe is None:
+            return None
+        from inference_server.heavy_process import HeavyProcess
+        child = HeavyProcess(self._worker_recipe, nice=config.nice)
+        child.start()
+        self._children.update({op: child for op in config.ops})
+        return child
+
+    def _not_ready(self, op: str) -> str | None:
+        child = self._children.get(op)
+        return child.not_ready_reason(op) if child is not None else _not_ready(self.engine, op)
+
+    def _work(self, context: zmq.Context, lane: _Lane, first: _Lane | None, child=None) -> None:
+        """A lane's worker; `first`: the lane it yields to (see LaneConfig.yields_to); `child`:
+        the HeavyProcess that answers this lane's requests (None: this thread does)."""
+        if child is None:
+            _lower_priority(lane.config.nice)
         wake = context.socket(zmq.PUSH)
         wake.setsockopt(zmq.LINGER, 0)
         wake.setsockopt(zmq.SNDHWM, 1)  # one pending wake-up is enough
@@ -354,7 +382,9 @@ class Server:
                 if first is not None:
                     first.wait_idle(YIELD_MAX_WAIT)
                 try:
-                    if lane.config.batch and len(items) > 1:
+                    if child is not None:
+                        outgoing = [self._answer_in_child(child, item) for item in items]
+                    elif lane.config.batch and len(items) > 1:
                         outgoing = self._answer_searches(items)
                     else:
                         outgoing = [self._answer(item) for item in items]
@@ -376,12 +406,21 @@ class Server:
         """Run one request and encode its reply (never raises)."""
         try:
             result, arrays = call_op(self.engine, item.request)
+            if item.request.op == "info":
+                for op, child in self._children.items():
+                    result["ready"][op] = child.not_ready_reason(op) is None
         except ProtocolError as error:
             return self._error_out(item, error)
         except Exception as error:  # the server never dies on a request
             log.exception("internal error in %s (id %r)", item.request.op, item.request.id)
             return self._error_out(item, ProtocolError(INTERNAL, f"{type(error).__name__}: {error}"))
         return self._ok_out(item, result, arrays)
+
+    def _answer_in_child(self, child, item: _Incoming) -> _Outgoing:
+        outcome = child.run(item.request)
+        if isinstance(outcome, ProtocolError):
+            return self._error_out(item, outcome)
+        return self._ok_out(item, *outcome)
 
     def _answer_searches(self, items: list[_Incoming]) -> list[_Outgoing]:
         queries = [(item.request.args["text"], item.request.args.get("k", DEFAULT_K)) for item in items]

@@ -40,6 +40,10 @@ def register(subparsers) -> None:
     serve.add_argument("--no-verify", action="store_true",
                        help="skip the full index check at start (finite vectors, codes in range, sha256s); "
                             "the fast structural check always runs")
+    serve.add_argument("--no-worker-process", action="store_true",
+                       help="answer explain, describe and similar in a thread of the server process instead of "
+                            "a worker process (saves the worker's copy of the model in memory; slow ops then "
+                            "share the CPU with searches)")
     add_progress_flag(serve)
     add_json_flag(serve)
     serve.set_defaults(handler=run_serve)
@@ -83,6 +87,7 @@ def register(subparsers) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> dict:
+    from inference_server.heavy_process import EngineRecipe
     from inference_server.server import Server, check_allowed_clients, check_bind_security, load_curve_secret
 
     # Refuse an unsafe bind or a bad key file before spending seconds loading the model.
@@ -100,10 +105,10 @@ def run_serve(args: argparse.Namespace) -> dict:
     if licence(model):
         logging.getLogger("t2m.server").info("model licence: %s", licence(model))
     engine = build_engine(model, index, device=args.device, qdrant=qdrant, verify=not args.no_verify)
+    recipe = None if args.no_worker_process else EngineRecipe(str(model), str(index), args.device, qdrant)
     server = Server(engine, bind=args.bind, curve_secret=args.curve_secret, insecure=args.insecure,
-                    allowed_clients=args.allowed_clients)
+                    allowed_clients=args.allowed_clients, worker_recipe=recipe)
     previous = {sig: signal.signal(sig, lambda *_: server.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    engine.warm_up()
     try:
         server.serve_forever()
     finally:

@@ -1,0 +1,123 @@
+"""The heavy lane in a child process (inference_server/heavy_process.py), over real loopback
+sockets: the same answers as the in-process engine, readiness through `info`, a lower
+priority, and a child that dies costing one `internal` reply, not the server."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from bridge.client import Client
+from bridge.codec import Request
+from bridge.protocol import INTERNAL, ProtocolError, RemoteError
+from inference_server.engine import Engine
+from inference_server.heavy_process import EngineRecipe, HeavyProcess
+from inference_server.index import MotionIndex, build_index
+from inference_server.model import create_checkpoint
+from inference_server.retriever import Retriever
+from inference_server.server import Server
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    torch.set_num_threads(2)
+    folder = tmp_path_factory.mktemp("heavy")
+    retriever = Retriever.load(create_checkpoint(folder / "model", preset="test"), device="cpu")
+    build_index("synthetic:12:5", retriever, folder / "index", progress=False)
+    engine = Engine(retriever, MotionIndex.load(folder / "index", retriever))  # the server's
+    reference = Engine(retriever, MotionIndex.load(folder / "index", retriever))  # to compare with
+    recipe = EngineRecipe(str(folder / "model"), str(folder / "index"), "cpu")
+    return {"engine": engine, "reference": reference, "recipe": recipe, "ids": [engine.index.meta(row)["motion_id"] for row in range(12)]}
+
+
+@pytest.fixture(scope="module")
+def served(library):
+    server = Server(library["engine"], bind="tcp://127.0.0.1:*", worker_recipe=library["recipe"])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    assert server.ready.wait(30)
+    yield server
+    server.stop()
+    thread.join(60)
+    assert not thread.is_alive()
+
+
+def _child(server: Server) -> HeavyProcess:
+    return server._children["describe"]
+
+
+def _wait_describe_ready(client: Client, seconds: float = 240.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not client.call("info")[0]["ready"]["describe"]:
+        assert time.monotonic() < deadline, "describe never became ready"
+        time.sleep(0.2)
+
+
+def test_heavy_ops_answer_as_the_engine_does(served, library):
+    engine, motion_id = library["reference"], library["ids"][3]
+    with Client(served.address, timeout=240, retries=0) as client:
+        _wait_describe_ready(client)
+        result, arrays = client.call("explain", {"text": "a person waves the left hand", "motion_id": motion_id})
+        expected, expected_arrays = engine.explain("a person waves the left hand", motion_id)
+        assert result["tokens"] == expected["tokens"]
+        np.testing.assert_allclose(arrays["relevance"], expected_arrays["relevance"], atol=1e-5)
+        result, _ = client.call("similar", {"motion_id": motion_id, "k": 4})
+        expected, _ = engine.similar(motion_id, k=4)
+        assert [hit["motion_id"] for hit in result["results"]] == [hit["motion_id"] for hit in expected["results"]]
+        result, _ = client.call("describe", {"motion_id": motion_id, "k": 3})
+        expected, _ = engine.describe(motion_id=motion_id, k=3)
+        assert [c["text"] for c in result["captions"]] == [c["text"] for c in expected["captions"]]
+
+
+def test_the_server_process_embeds_no_caption_bank(served, library):
+    with Client(served.address, timeout=240, retries=0) as client:
+        _wait_describe_ready(client)
+    # the child embedded it; the server process's own engine never started one
+    assert library["engine"].bank_progress()[0] == 0
+
+
+def test_the_child_runs_at_a_lower_priority(served):
+    child = _child(served)
+    assert os.getpriority(os.PRIO_PROCESS, child.pid) >= os.getpriority(os.PRIO_PROCESS, os.getpid()) + 10 \
+        or os.getpriority(os.PRIO_PROCESS, child.pid) == 19
+
+
+def test_errors_of_the_child_reach_the_client_with_their_code(served):
+    with Client(served.address, timeout=240, retries=0) as client:
+        with pytest.raises(RemoteError) as raised:
+            client.call("explain", {"text": "a person walks", "motion_id": "no-such-motion"})
+    assert raised.value.code == "not_found" and "no-such-motion" in raised.value.message
+
+
+def test_a_killed_child_is_replaced_at_the_next_request(served, library):
+    child = _child(served)
+    old = child.pid
+    os.kill(old, signal.SIGKILL)
+    time.sleep(0.2)
+    with Client(served.address, timeout=240, retries=0) as client:
+        result, _ = client.call("similar", {"motion_id": library["ids"][0], "k": 2})
+    assert len(result["results"]) == 2
+    assert child.pid not in (None, old)
+
+
+def test_a_child_dying_mid_request_costs_one_internal_reply(library):
+    child = HeavyProcess(library["recipe"], nice=0)
+    child.start()
+    request = Request(id="r1", op="similar", args={"motion_id": library["ids"][1], "k": 3})
+    assert isinstance(child.run(request), tuple)  # up and answering
+    os.kill(child.pid, signal.SIGSTOP)  # it reads the next request but never answers it...
+    killer = threading.Timer(0.5, os.kill, (child.pid, signal.SIGKILL))  # ...and then dies
+    killer.start()
+    outcome = child.run(request)
+    killer.join()
+    assert isinstance(outcome, ProtocolError) and outcome.code == INTERNAL
+    assert "worker process ended while answering similar" in outcome.message
+    assert isinstance(child.run(request), tuple)  # a new child answers the next one
+    child.stop()
