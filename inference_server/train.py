@@ -11,7 +11,8 @@ as all sources' training motions together, shared out between the sources by wei
 source's motions are cycled in random order to fill its share). Validation uses each
 source's own @val split (or --val); the checkpoint is selected on the mean over sources, and
 metrics.jsonl logs each source. Each sample is mirrored with probability 0.5 (motion and
-caption), with one of its captions drawn at random and a random 224-frame crop. Angle
+caption), with one of its captions drawn at random and a random 224-frame crop (and with
+--posture-jitter, constant per-clip posture offsets: posture_jitter.py). Angle
 statistics come from the training set (originals and mirrors) and go into the checkpoint.
 Takes that share labels (e.g. Bandai's content and style) count as positives of each other
 in the contrastive loss.
@@ -67,6 +68,7 @@ class TrainOptions:
     label_positives: bool = True       # same-label takes in a batch are positives of each other
     train_softness: float | None = None  # MaxSim's smooth max while training (None: the max)
     grounding_weight: float = 0.0      # side-grounding loss ("left hand" -> left arm); 0: off
+    posture_jitter: float = 0.0        # scale of the per-clip posture offsets (posture_jitter.py); 0: off
     temperature: float | None = None   # initial temperature of the logit scale (default: the preset's)
     dim: int | None = None             # width of the shared token/patch space (default: the preset's)
     text_model: str | None = None      # override the preset's text model (name or folder)
@@ -227,15 +229,22 @@ def prepare_training(items, mirror_prob: float, stats=None, progress: bool = Fal
     return prepared, stats
 
 
-def sample_batch(items: list[TrainingItem], indices, rng: np.random.Generator, mirror_prob: float):
+def sample_batch(items: list[TrainingItem], indices, rng: np.random.Generator, mirror_prob: float,
+                 jitter: tuple[float, np.ndarray] | None = None):
     """One training batch: (angles (B, 224, 29) float32, captions, positives (B, B) bool) with
-    random view/caption/crop; positives marks the pairs of samples with one label group."""
+    random view/caption/crop; positives marks the pairs of samples with one label group.
+    jitter: (scale, the angle stats' std) to add posture offsets (posture_jitter.py) to each clip."""
     from inference_server.jami import crop_or_pad
+    from inference_server.posture_jitter import jitter_window, posture_offsets
     windows, captions, groups = [], [], []
     for index in indices:
         item = items[index]
         view = 1 if len(item.views) > 1 and rng.random() < mirror_prob else 0
-        windows.append(crop_or_pad(item.views[view], rng)[0])
+        window, valid = crop_or_pad(item.views[view], rng)
+        if jitter is not None:
+            scale, std = jitter
+            jitter_window(window, valid, posture_offsets(rng, scale), std)
+        windows.append(window)
         options = item.captions[view]
         captions.append(options[int(rng.integers(len(options)))])
         groups.append(item.groups[view] if item.groups else f"#{index}")
@@ -397,6 +406,7 @@ class Trainer:
         items, stats = prepare_training(train_items, options.mirror_prob, stats,
                                         options.progress and self.info.main)
         model.angle_stats = stats
+        self.jitter = (options.posture_jitter, stats.std) if options.posture_jitter > 0 else None
         val_sets = self._val_sets(sources, stats)
         optimizer = build_optimizer(model, options)
         if options.resume:
@@ -484,7 +494,7 @@ class Trainer:
     def _step(self, wrapped, model, optimizer, items, indices, rng, generator) -> dict:
         options = self.options
         from inference_server.model.grounding_loss import grounding_targets
-        angles, captions, positives = sample_batch(items, indices, rng, options.mirror_prob)
+        angles, captions, positives = sample_batch(items, indices, rng, options.mirror_prob, self.jitter)
         tokens = model.text.tokenize(captions)
         device = self.device
         mlm = [None, None, None]

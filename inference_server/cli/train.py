@@ -59,6 +59,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grounding-weight", type=float, default=0.0, metavar="W",
                         help="weight of the side-grounding loss: a side word next to a limb word ('left hand') "
                         "aligns to that limb on that side (default 0: off)")
+    parser.add_argument("--posture-jitter", type=float, default=0.0, metavar="S",
+                        help="add a constant posture offset per clip (soft knees, head and shoulder placement; "
+                             "ranges in inference_server/posture_jitter.py) scaled by S, against rig and actor "
+                             "differences between sources (default 0: off)")
     parser.add_argument("--no-label-positives", dest="label_positives", action="store_false",
                         help="treat other takes of the same labelled action in a batch as negatives")
     parser.add_argument("--no-mask-padding", dest="mask_padding", action="store_false",
