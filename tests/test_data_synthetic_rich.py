@@ -117,6 +117,30 @@ def test_arms_swing_in_counter_phase_while_walking():
     assert swing["walk"] > 2 * 8.0  # at least about +-11 degrees each
 
 
+def _stride_wobble(signal, frames=15):
+    """The signal minus its moving average over about one stride."""
+    return signal - np.convolve(np.pad(signal, frames // 2, mode="edge"), np.ones(frames) / frames, mode="valid")
+
+
+def test_pelvis_turns_with_the_stride_and_the_chest_against_it():
+    from inference_server.angles import CHANNELS, motion_angles
+    channel = {name: i for i, name in enumerate(CHANNELS)}
+    for key in ("walk_slow", "walk", "walk_fast", "jog"):
+        for seed in (2, 3):  # clips with a long gait segment
+            item = item_for([key], seed=seed)
+            angles = motion_angles(item.motion)[_middle(item, item.motion.positions)]
+            assert len(angles) > 60, (key, seed)
+            heading = angles[:, channel["pelvis_rotation"]]
+            wobble = _stride_wobble(heading)
+            legs = angles[:, channel["l_hip_flexion"]] - angles[:, channel["r_hip_flexion"]]
+            chest = _stride_wobble(angles[:, channel["lumbar_rotation"]])
+            assert wobble.std() > 1.5, (key, seed)  # a few degrees each way at the stride...
+            assert np.corrcoef(wobble, legs)[0, 1] < -0.6, (key, seed)  # ...turning with the forward leg
+            assert np.corrcoef(chest, wobble)[0, 1] < -0.5, (key, seed)  # the chest turns against it
+            turned = np.polyfit(np.arange(len(heading)), heading, 1)[0] * len(heading)
+            assert abs(turned) < 6, (key, seed)  # and the course stays straight
+
+
 def _count_words(text):
     """Counts said in a caption: 'twice', 'three times', 'five steps', '4 times'."""
     words = {"once": 1, "twice": 2}

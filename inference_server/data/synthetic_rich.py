@@ -372,6 +372,20 @@ def _sideways(positions: np.ndarray) -> np.ndarray:
     return np.clip(_lead(lateral, 0.25) / 0.35, -1.0, 1.0)
 
 
+_GAIT_ROTATION_STREAM = 31337
+
+
+def _gait_rotation(tracks: np.ndarray, locomotion: np.ndarray, rng: np.random.Generator) -> None:
+    """The transverse rotations of gait: the pelvis turns with the forward-swinging leg (a few
+    degrees each way in a calm walk, 10+ in a lively one) and the chest turns against it, so
+    the heading of a straight walk wobbles at the stride while its course does not. Without
+    this, a wobbling pelvis only ever came with a turn, and real straight walks read as turns."""
+    legs = tracks[:, CH["l_hip_flex"]] - tracks[:, CH["r_hip_flex"]]
+    pelvis_yaw = -rng.uniform(0.07, 0.25) * legs * locomotion  # radians; the left leg forward turns it right
+    tracks[:, CH["yaw_rate"]] += np.gradient(pelvis_yaw) * FPS
+    tracks[:, CH["spine_twist"]] -= rng.uniform(0.6, 1.6) * pelvis_yaw
+
+
 def render_rich(plan: Plan, body: Body, noise_seed: int, noise: bool = True) -> np.ndarray:
     """Blend, couple, add noise, run the kinematics -> canonical (T, 22, 3) float32."""
     frames = max(int(round(plan.duration * FPS)), int(MIN_SECONDS * FPS))
@@ -410,6 +424,7 @@ def render_rich(plan: Plan, body: Body, noise_seed: int, noise: bool = True) -> 
     tracks[:, CH["pelvis_roll"]] += roll  # the swing-side hip drops
     tracks[:, CH["spine_side"]] -= 1.4 * roll  # the trunk leans over the stance leg
     tracks[:, CH["neck_pitch"]] += 6 * DEG * locomotion  # watching the path ahead
+    _gait_rotation(tracks, locomotion, np.random.default_rng([noise_seed, _GAIT_ROTATION_STREAM]))
     idle = 1 - busy
 
     rng = np.random.default_rng(noise_seed)
