@@ -141,6 +141,22 @@ def test_pelvis_turns_with_the_stride_and_the_chest_against_it():
             assert abs(turned) < 6, (key, seed)  # and the course stays straight
 
 
+def test_waves_and_raised_hands_come_in_several_poses():
+    from inference_server.angles import CHANNELS, motion_angles
+    elbow = CHANNELS.index("r_elbow_flexion")
+    held_elbows, wave_heights = [], []
+    for seed in range(12):
+        item = item_for(["raise_right"], seed=seed)
+        held = motion_angles(item.motion)[_middle(item, item.motion.positions)]
+        held_elbows.append(np.median(held[:, elbow]))
+        item = item_for(["wave_right"], seed=seed)
+        p = item.motion.positions[_middle(item, item.motion.positions)]
+        wave_heights.append(np.median(p[:, J["right_wrist"], 1] - p[:, J["right_shoulder"], 1]))
+    assert min(held_elbows) < 30 and max(held_elbows) > 70  # straight up, and bent with the hand by the head
+    assert max(wave_heights) - min(wave_heights) > 0.12  # metres: chin height to above the head
+    assert min(wave_heights) > 0.0  # always above the shoulder
+
+
 def _count_words(text):
     """Counts said in a caption: 'twice', 'three times', 'five steps', '4 times'."""
     words = {"once": 1, "twice": 2}

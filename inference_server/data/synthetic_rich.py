@@ -33,7 +33,7 @@ import numpy as np
 
 from inference_server.data.kinematics import canonicalize
 from inference_server.data.synthetic_actions import GAITS, LIBRARY, Action, smoothstep
-from inference_server.data.synthetic_body import ARM, CH, CHANNELS, Body, neutral_pose, pose_to_positions
+from inference_server.data.synthetic_body import ARM, CH, CHANNELS, SIGN, Body, neutral_pose, pose_to_positions
 from inference_server.errors import DataError
 from inference_server.motion import Motion, MotionItem
 
@@ -330,6 +330,9 @@ def _play(segment: RichSegment, index: int, t: np.ndarray):
             else:
                 reference = held.mean(axis=0)
             tracks[:, _ARM_TARGETS] = reference + segment.gain * (tracks[:, _ARM_TARGETS] - reference)
+    if family(action.key) in _ARM_POSE_RANGES:
+        _vary_arm_pose(tracks, weights, family(action.key),
+                       np.random.default_rng([segment.seeds[index], _ARM_POSE_STREAM]))
     if is_gait(action.key):
         # Arms swing against the same-side leg, i.e. with the other leg: the library's gait has
         # them the other way round, so the sides' swings are swapped here. The swing grows with
@@ -340,6 +343,31 @@ def _play(segment: RichSegment, index: int, t: np.ndarray):
         mean = tracks[:, z].mean(axis=0)
         tracks[:, z] = mean + boost * (tracks[:, z[::-1]] - mean[::-1])
     return tracks, weights
+
+
+_ARM_POSE_STREAM = 27449
+# family -> (outward, up, forward) offset ranges of the wrist target (reach units, 0.52 = the
+# arm's length) and the range of the factor pulling the target toward the shoulder (bends the
+# elbow): people wave with the hand at chin height or above the head, in front or to the
+# side, and raise a hand with a straight arm or with the elbow bent, the hand by the head.
+_ARM_POSE_RANGES = {
+    "wave": ((-0.08, 0.05), (-0.1, 0.12), (0.0, 0.22), (1.0, 1.0)),
+    "raise": ((-0.04, 0.1), (0.0, 0.0), (0.0, 0.16), (0.62, 1.0)),
+}
+
+
+def _vary_arm_pose(tracks: np.ndarray, weights: np.ndarray, name: str, rng: np.random.Generator) -> None:
+    """Move the wrist targets of the arms this action drives (one draw for both arms)."""
+    outward, up, forward, reach = _ARM_POSE_RANGES[name]
+    offset = np.array([rng.uniform(*outward), rng.uniform(*up), rng.uniform(*forward)])
+    factor = rng.uniform(*reach)
+    for side in ("left", "right"):
+        columns = ARM[side]
+        if weights[columns.start] <= 0:
+            continue
+        target = tracks[:, columns.start:columns.start + 3]
+        target += offset * np.array([SIGN[side], 1.0, 1.0])
+        target *= factor
 
 
 def _smooth_noise(rng: np.random.Generator, frames: int, channels: int, knot_seconds: float) -> np.ndarray:
