@@ -34,6 +34,7 @@ log = logging.getLogger("t2m.server")
 STARTING, SERVING, FAILED = 0, 1, 2
 _STATE, _BANK_DONE, _BANK_TOTAL, _BANK_READY = range(4)
 START_TIMEOUT = 600.0  # seconds for the child to load the model and the index
+STOP_WAIT = 5.0  # seconds stop() waits for the request in progress before killing the child
 _PROGRESS_EVERY = 0.2  # seconds between caption bank progress updates
 
 
@@ -144,9 +145,15 @@ class HeavyProcess:
             self._process = None
 
     def stop(self) -> None:
-        """End the child (it finishes the request it is on first, within a few seconds)."""
-        with self._lock:
-            self._close()
+        """End the child: at once when idle; a child stuck on a request is killed (its worker
+        thread then answers that request with an `internal` error and returns)."""
+        if self._lock.acquire(timeout=STOP_WAIT):
+            try:
+                self._close()
+            finally:
+                self._lock.release()
+        elif self._process is not None:
+            self._process.kill()
 
 
 def _outcome(frames: list):

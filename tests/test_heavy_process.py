@@ -121,3 +121,20 @@ def test_a_child_dying_mid_request_costs_one_internal_reply(library):
     assert "worker process ended while answering similar" in outcome.message
     assert isinstance(child.run(request), tuple)  # a new child answers the next one
     child.stop()
+
+
+def test_stop_kills_a_child_stuck_on_a_request(library):
+    child = HeavyProcess(library["recipe"], nice=0)
+    child.start()
+    request = Request(id="r2", op="similar", args={"motion_id": library["ids"][2], "k": 3})
+    assert isinstance(child.run(request), tuple)
+    os.kill(child.pid, signal.SIGSTOP)  # it never answers the next request
+    outcomes = []
+    worker = threading.Thread(target=lambda: outcomes.append(child.run(request)))
+    worker.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    child.stop()
+    worker.join(30)
+    assert time.monotonic() - started < 20 and not worker.is_alive()
+    assert isinstance(outcomes[0], ProtocolError) and outcomes[0].code == INTERNAL
