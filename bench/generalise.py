@@ -63,6 +63,9 @@ def _data(*names: str) -> list[str]:
     return [arg for name in names for arg in ("--data", SOURCES[name])]
 
 
+# the leave-Bandai-out mix at the default's weights (the plain generator at 1.5)
+NO_BANDAI = [*_data("synthetic-rich"), "--data", f"{SYNTHETIC}=1.5", *_data("deepmimic")]
+NO_BANDAI_TESTS = ["bandai@test", "bandai-1@test", "bandai-2@test"]
 RUNS: dict[str, dict] = {
     # pooling comparison (same data, encoders, budget, seed)
     "bandai_maxsim": {"args": ["--data", BANDAI, *COMPARISON, "--pooling", "maxsim", "--mask-stopwords"],
@@ -106,6 +109,19 @@ RUNS: dict[str, dict] = {
                                                 "--data", f"{SYNTHETIC}=1.5", *MIX, "--epochs", "18",
                                                 "--grounding-weight", "0.5", "--precision", "bf16"],
                                        "tests": list(TESTS), "queries": True},
+    # without Bandai at the default's budget per sample (10 epochs in bf16), without and with
+    # posture jitter (constant per-clip joint-angle offsets: posture_jitter.py); these two on
+    # the rich generator as it was before ff4b424 (no gait rotation, one pose per wave/raise)
+    "without_bandai_10ep_bf16": {"args": [*NO_BANDAI, *MIX, "--epochs", "10", "--grounding-weight", "0.5",
+                                          "--precision", "bf16"],
+                                 "tests": NO_BANDAI_TESTS, "queries": True, "code": "aa520c1"},
+    "without_bandai_10ep_bf16_jitter": {"args": [*NO_BANDAI, *MIX, "--epochs", "10", "--grounding-weight", "0.5",
+                                                 "--precision", "bf16", "--posture-jitter", "1"],
+                                        "tests": NO_BANDAI_TESTS, "queries": True, "code": "aa520c1"},
+    # the same command on the rich generator with gait rotation and varied wave/raise poses
+    "without_bandai_10ep_bf16_jitter_rich2": {"args": [*NO_BANDAI, *MIX, "--epochs", "10", "--grounding-weight",
+                                                       "0.5", "--precision", "bf16", "--posture-jitter", "1"],
+                                              "tests": NO_BANDAI_TESTS, "queries": True, "code": "1acdab9"},
 }
 
 
@@ -132,8 +148,11 @@ def train_run(name: str, work: Path, device: str) -> dict:
               file=sys.stderr)
         output = subprocess.run(command + resume, check=True, capture_output=True, text=True).stdout
         done.write_text(output)
-    return {"command": "t2m train " + " ".join(RUNS[name]["args"]) + " --out RUN",
-            "train": json.loads(done.read_text())}
+    entry = {"command": "t2m train " + " ".join(RUNS[name]["args"]) + " --out RUN",
+             "train": json.loads(done.read_text())}
+    if "code" in RUNS[name]:  # the commit whose code (data generators included) the run trained with
+        entry["code"] = RUNS[name]["code"]
+    return entry
 
 
 def evaluate_model(model: Path, tests: list[str], queries: bool, device: str) -> dict:

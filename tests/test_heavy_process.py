@@ -94,6 +94,10 @@ def test_errors_of_the_child_reach_the_client_with_their_code(served):
         with pytest.raises(RemoteError) as raised:
             client.call("explain", {"text": "a person walks", "motion_id": "no-such-motion"})
     assert raised.value.code == "not_found" and "no-such-motion" in raised.value.message
+    with Client(served.address, timeout=240, retries=0) as client:
+        with pytest.raises(RemoteError) as raised:  # travels to the worker as a \u escape
+            client.call("explain", {"text": "waves \ud800", "motion_id": "x"})
+    assert raised.value.code == "bad_request" and "surrogate" in raised.value.message
 
 
 def test_a_killed_child_is_replaced_at_the_next_request(served, library):
