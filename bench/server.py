@@ -104,14 +104,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(model: Path, index: Path, device: str, threads: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+def serve_command(model: Path, index: Path, address: str, device: str, extra: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, "-m", "inference_server", "serve", "--index", str(index), "--model", str(model),
+            "--bind", address, "--device", device, *extra]
+
+
+def start_server(model: Path, index: Path, device: str, threads: int, log_path: Path,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     from bridge.client import Client
     from bridge.protocol import ServerUnreachable
 
     address = f"tcp://127.0.0.1:{free_port()}"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    command = [sys.executable, "-m", "inference_server", "serve", "--index", str(index), "--model", str(model),
-               "--bind", address, "--device", device]
+    command = serve_command(model, index, address, device, extra)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), env=env)
     with Client(address, timeout=5, retries=0) as client:
         deadline = time.monotonic() + 300
@@ -495,15 +500,15 @@ def bench_fuzz(address: str, pid: int, messages: int, check_every: int = 1000) -
             "seconds": round(seconds, 1)}
 
 
-def bench_startup(model: Path, index: Path, device: str, threads: int, log_path: Path) -> dict:
+def bench_startup(model: Path, index: Path, device: str, threads: int, log_path: Path,
+                  extra: tuple[str, ...] = ()) -> dict:
     """A describe, then a search, sent 1 s after `t2m serve` logs that it listens."""
     from bridge.client import Client
     from bridge.protocol import RemoteError
 
     address = f"tcp://127.0.0.1:{free_port()}"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    command = [sys.executable, "-m", "inference_server", "serve", "--index", str(index), "--model", str(model),
-               "--bind", address, "--device", device]
+    command = serve_command(model, index, address, device, extra)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), env=env)
     try:
         deadline = time.monotonic() + 300
@@ -535,8 +540,9 @@ def bench_startup(model: Path, index: Path, device: str, threads: int, log_path:
 
 def run_robustness(model: Path, index: Path, engine, args, folder: Path) -> dict:
     index_ids = engine.index.ids
-    startup = bench_startup(model, index, args.device, args.threads, folder / "startup.log")
-    server, address = start_server(model, index, args.device, args.threads, folder / "serve.log")
+    extra = ("--no-worker-process",) if args.no_worker_process else ()
+    startup = bench_startup(model, index, args.device, args.threads, folder / "startup.log", extra)
+    server, address = start_server(model, index, args.device, args.threads, folder / "serve.log", extra)
     try:
         from bridge.client import Client
 
@@ -593,6 +599,9 @@ def main() -> None:
     parser.add_argument("--mixed-requests", type=int, default=60, help="requests per client in the 8-client mix")
     parser.add_argument("--pipelined", type=int, default=20000, help="requests of the pipelined client")
     parser.add_argument("--fuzz", type=int, default=10000, help="hostile messages")
+    parser.add_argument("--no-worker-process", action="store_true",
+                        help="robustness: serve with t2m serve --no-worker-process (slow ops in a thread), "
+                             "for the comparison with the worker process")
     args = parser.parse_args()
     if args.out is None:
         args.out = RESULTS.with_name("server_robustness.json") if args.only == "robustness" else RESULTS
@@ -618,6 +627,7 @@ def main() -> None:
                         "cpus": os.cpu_count(), "device": str(retriever.device),
                         "gpu": torch.cuda.get_device_name(0) if retriever.device.type == "cuda" else None,
                         "torch_threads": args.threads},
+            "serve": "t2m serve" + (" --no-worker-process" if args.no_worker_process else ""),
             "library": {"motions": len(engine.index), "model": retriever.name,
                         "preset": None if args.model else args.preset,
                         "captions": engine.info()[0]["library"]["captions"]},

@@ -3,8 +3,10 @@
 Why a process and not a thread: on a small CPU a slow op (a describe of a long clip, an
 explain) that runs beside the search lane shares the cores and the GIL with it, and neither
 a thread's nice value nor yielding before the op can pre-empt a forward pass already
-running. The child has its own interpreter, one torch thread (on CPU) and a process-wide
-nice value, so a search in the server process keeps its core.
+running. The child has its own interpreter and one torch thread (on CPU), and the server
+holds it (SIGSTOP) while a search batch runs, within a bounded share of the time so that
+slow ops always progress (pause()): a search has the CPU to itself, whatever the child was in
+the middle of.
 
 The child loads its own Engine from an EngineRecipe (the same checkpoint and index as the
 server's), embeds the caption bank (so the server process does not) and answers one request
@@ -21,6 +23,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import struct
 import threading
 import time
@@ -35,6 +38,12 @@ STARTING, SERVING, FAILED = 0, 1, 2
 _STATE, _BANK_DONE, _BANK_TOTAL, _BANK_READY = range(4)
 START_TIMEOUT = 600.0  # seconds for the child to load the model and the index
 STOP_WAIT = 5.0  # seconds stop() waits for the request in progress before killing the child
+# pause(): the child may be held at most PAUSE_RATIO times as long as it has run since (so under
+# back-to-back searches slow ops still get 1 / (1 + PAUSE_RATIO) of the time), saving at most
+# MAX_PAUSE_CREDIT seconds of it while idle.
+PAUSE_RATIO = 4.0
+MAX_PAUSE_CREDIT = 0.5
+_CAN_PAUSE = hasattr(signal, "SIGSTOP")
 _PROGRESS_EVERY = 0.2  # seconds between caption bank progress updates
 
 
@@ -54,7 +63,7 @@ class EngineRecipe:
 class HeavyProcess:
     """A child process answering requests with its own Engine; start() returns at once."""
 
-    def __init__(self, recipe: EngineRecipe, nice: int = 10, threads: int = 1):
+    def __init__(self, recipe: EngineRecipe, nice: int = 0, threads: int = 1):
         self.recipe, self.nice, self.threads = recipe, nice, threads
         self._context = multiprocessing.get_context("spawn")  # never fork a process with torch threads
         self._status = self._context.Array("q", 4, lock=False)
@@ -62,6 +71,10 @@ class HeavyProcess:
         self._process = None
         self._connection = None
         self._greeted = False
+        self._pause_lock = threading.Lock()
+        self._paused_at: float | None = None  # monotonic time of the SIGSTOP in force, if any
+        self._resumed_at = time.monotonic()
+        self._credit = MAX_PAUSE_CREDIT
 
     def start(self) -> None:
         with self._lock:
@@ -82,6 +95,39 @@ class HeavyProcess:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    def pause(self) -> None:
+        """Hold the child (SIGSTOP) while something more urgent runs in the server process, a
+        search batch: a forward pass already running cannot be pre-empted any other way. Skipped
+        when the child has used up its pause credit (see PAUSE_RATIO) or where there are no
+        job-control signals."""
+        with self._pause_lock:
+            now = time.monotonic()
+            self._credit = min(MAX_PAUSE_CREDIT, self._credit + PAUSE_RATIO * (now - self._resumed_at))
+            self._resumed_at = now
+            if not _CAN_PAUSE or self._paused_at is not None or self._credit <= 0 or not self._signal(signal.SIGSTOP):
+                return
+            self._paused_at = now
+
+    def resume(self) -> None:
+        """Let a child held by pause() go on (SIGCONT)."""
+        with self._pause_lock:
+            if self._paused_at is None:
+                return
+            now = time.monotonic()
+            self._signal(signal.SIGCONT)
+            self._credit -= now - self._paused_at
+            self._paused_at, self._resumed_at = None, now
+
+    def _signal(self, number: int) -> bool:
+        process = self._process
+        if process is None or process.pid is None or not process.is_alive():
+            return False
+        try:
+            os.kill(process.pid, number)
+        except OSError:
+            return False
+        return True
 
     def not_ready_reason(self, op: str) -> str | None:
         """Why `op` cannot start now in the child (None: it can, or it will once the child is up)."""
@@ -134,6 +180,7 @@ class HeavyProcess:
                                        f"{code}); the next request starts a new one")
 
     def _close(self) -> None:
+        self.resume()  # a held child could not see its pipe close
         if self._connection is not None:
             self._connection.close()
             self._connection = None

@@ -8,9 +8,10 @@ Threads:
   text-encoder call for every search waiting), `fetch` (motion, preview: cheap reads and
   drawing), `heavy` (explain, describe, similar). A slow describe never delays a search: with
   a worker recipe (as `t2m serve` gives) the heavy lane's requests run in a child process
-  (heavy_process.py: its own interpreter, one torch thread, nice 10, its own caption bank);
-  without one, in a thread at a higher nice value. Either way the heavy lane waits (briefly)
-  for the search lane to be idle before each request. A full lane answers `busy` (with a
+  (heavy_process.py: its own interpreter, one torch thread, its own caption bank), held
+  (SIGSTOP, for at most 4/5 of the time) while the search lane answers a batch; without one,
+  in a thread at a higher nice value. Either way the heavy lane waits (briefly) for the
+  search lane to be idle before each request. A full lane answers `busy` (with a
   retry hint in the message); `describe` before its caption bank is embedded answers `busy` too.
 - workers encode their replies and pass them back to the socket loop (a queue plus an inproc
   wake-up socket), which sends them.
@@ -82,7 +83,9 @@ class LaneConfig:
     # that could have started after it. Bounded, so slow ops still progress under steady search.
     yields_to: str | None = None
     # Run the requests in a child process (heavy_process.py) when the server has a worker
-    # recipe; its nice value then applies to the whole child.
+    # recipe. The child runs at the server's own priority (`nice` applies to thread lanes):
+    # it yields by being held while the lane it yields to works (HeavyProcess.pause), which
+    # bounds how long it waits, where a nice value would starve it on a saturated CPU.
     child: bool = False
 
 
@@ -341,11 +344,15 @@ class Server:
 
     def _start_lanes(self, context: zmq.Context) -> dict[str, _Lane]:
         lanes = {config.name: _Lane(config, self.max_batch) for config in self._lane_configs}
+        children = {name: self._start_child(lane.config) for name, lane in lanes.items()}
         for lane in lanes.values():
             first = lanes[lane.config.yields_to] if lane.config.yields_to else None
-            child = self._start_child(lane.config)
+            # the child processes of the lanes yielding to this one: held while it works
+            holds = [children[other.config.name] for other in lanes.values()
+                     if other.config.yields_to == lane.config.name and children[other.config.name] is not None]
             for number in range(lane.config.workers):
-                thread = threading.Thread(target=self._work, args=(context, lane, first, child),
+                thread = threading.Thread(target=self._work, args=(context, lane, first, children[lane.config.name],
+                                                                   holds),
                                           name=f"t2m-{lane.config.name}-{number}", daemon=True)
                 lane.threads.append(thread)
                 thread.start()
@@ -356,7 +363,7 @@ class Server:
         if not config.child or self._worker_recipe is None:
             return None
         from inference_server.heavy_process import HeavyProcess
-        child = HeavyProcess(self._worker_recipe, nice=config.nice)
+        child = HeavyProcess(self._worker_recipe)
         child.start()
         self._children.update({op: child for op in config.ops})
         return child
@@ -365,9 +372,10 @@ class Server:
         child = self._children.get(op)
         return child.not_ready_reason(op) if child is not None else _not_ready(self.engine, op)
 
-    def _work(self, context: zmq.Context, lane: _Lane, first: _Lane | None, child=None) -> None:
+    def _work(self, context: zmq.Context, lane: _Lane, first: _Lane | None, child=None, holds=()) -> None:
         """A lane's worker; `first`: the lane it yields to (see LaneConfig.yields_to); `child`:
-        the HeavyProcess that answers this lane's requests (None: this thread does)."""
+        the HeavyProcess that answers this lane's requests (None: this thread does); `holds`:
+        child processes paused while this worker answers (those of the lanes yielding to it)."""
         if child is None:
             _lower_priority(lane.config.nice)
         wake = context.socket(zmq.PUSH)
@@ -381,6 +389,8 @@ class Server:
                     return
                 if first is not None:
                     first.wait_idle(YIELD_MAX_WAIT)
+                for held in holds:
+                    held.pause()
                 try:
                     if child is not None:
                         outgoing = [self._answer_in_child(child, item) for item in items]
@@ -392,6 +402,9 @@ class Server:
                     log.exception("unexpected error in the %s lane", lane.config.name)
                     outgoing = [self._error_out(item, ProtocolError(INTERNAL, f"{type(error).__name__}: {error}"))
                                 for item in items]
+                finally:
+                    for held in holds:
+                        held.resume()
                 for out in outgoing:
                     self._done.put(out)
                 lane.answered(len(items))
