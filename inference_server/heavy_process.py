@@ -3,10 +3,10 @@
 Why a process and not a thread: on a small CPU a slow op (a describe of a long clip, an
 explain) that runs beside the search lane shares the cores and the GIL with it, and neither
 a thread's nice value nor yielding before the op can pre-empt a forward pass already
-running. The child has its own interpreter and one torch thread (on CPU), and the server
-holds it (SIGSTOP) while a search batch runs, within a bounded share of the time so that
-slow ops always progress (pause()): a search has the CPU to itself, whatever the child was in
-the middle of.
+running. The child has its own interpreter, one torch thread (on CPU) and a process-wide
+nice value, and the server holds it (SIGSTOP) while a search batch runs if it is working on
+a request, within a bounded share of the time so that slow ops always progress (pause()): a
+search has the CPU to itself, whatever the child was in the middle of.
 
 The child loads its own Engine from an EngineRecipe (the same checkpoint and index as the
 server's), embeds the caption bank (so the server process does not) and answers one request
@@ -63,7 +63,7 @@ class EngineRecipe:
 class HeavyProcess:
     """A child process answering requests with its own Engine; start() returns at once."""
 
-    def __init__(self, recipe: EngineRecipe, nice: int = 0, threads: int = 1):
+    def __init__(self, recipe: EngineRecipe, nice: int = 10, threads: int = 1):
         self.recipe, self.nice, self.threads = recipe, nice, threads
         self._context = multiprocessing.get_context("spawn")  # never fork a process with torch threads
         self._status = self._context.Array("q", 4, lock=False)
@@ -72,6 +72,7 @@ class HeavyProcess:
         self._connection = None
         self._greeted = False
         self._pause_lock = threading.Lock()
+        self._working = False  # a request is with the child (only then is it worth holding)
         self._paused_at: float | None = None  # monotonic time of the SIGSTOP in force, if any
         self._resumed_at = time.monotonic()
         self._credit = MAX_PAUSE_CREDIT
@@ -98,9 +99,12 @@ class HeavyProcess:
 
     def pause(self) -> None:
         """Hold the child (SIGSTOP) while something more urgent runs in the server process, a
-        search batch: a forward pass already running cannot be pre-empted any other way. Skipped
-        when the child has used up its pause credit (see PAUSE_RATIO) or where there are no
+        search batch: a forward pass already running cannot be pre-empted any other way. Only
+        while it works on a request (signals would wake an idle child's threads for nothing);
+        skipped when it has used up its pause credit (see PAUSE_RATIO) or where there are no
         job-control signals."""
+        if not self._working:
+            return
         with self._pause_lock:
             now = time.monotonic()
             self._credit = min(MAX_PAUSE_CREDIT, self._credit + PAUSE_RATIO * (now - self._resumed_at))
@@ -148,6 +152,7 @@ class HeavyProcess:
         with self._lock:
             try:
                 self._ensure_up()
+                self._working = True
                 send_frames(self._connection, encode_request("heavy", request.op, request.args, request.arrays))
                 frames = receive_frames(self._connection)
             except ProtocolError as error:
@@ -155,6 +160,8 @@ class HeavyProcess:
                 return error
             except (EOFError, OSError) as error:
                 return self._died(request, error)
+            finally:
+                self._working = False
             return _outcome(frames)
 
     def _ensure_up(self) -> None:

@@ -8,9 +8,9 @@ Threads:
   text-encoder call for every search waiting), `fetch` (motion, preview: cheap reads and
   drawing), `heavy` (explain, describe, similar). A slow describe never delays a search: with
   a worker recipe (as `t2m serve` gives) the heavy lane's requests run in a child process
-  (heavy_process.py: its own interpreter, one torch thread, its own caption bank), held
-  (SIGSTOP, for at most 4/5 of the time) while the search lane answers a batch; without one,
-  in a thread at a higher nice value. Either way the heavy lane waits (briefly) for the
+  (heavy_process.py: its own interpreter, one torch thread, nice 10, its own caption bank),
+  held (SIGSTOP, for at most 4/5 of the time) while the search lane answers a batch if it is
+  working on a request; without one, in a thread at a higher nice value. Either way the heavy lane waits (briefly) for the
   search lane to be idle before each request. A full lane answers `busy` (with a
   retry hint in the message); `describe` before its caption bank is embedded answers `busy` too.
 - workers encode their replies and pass them back to the socket loop (a queue plus an inproc
@@ -83,9 +83,8 @@ class LaneConfig:
     # that could have started after it. Bounded, so slow ops still progress under steady search.
     yields_to: str | None = None
     # Run the requests in a child process (heavy_process.py) when the server has a worker
-    # recipe. The child runs at the server's own priority (`nice` applies to thread lanes):
-    # it yields by being held while the lane it yields to works (HeavyProcess.pause), which
-    # bounds how long it waits, where a nice value would starve it on a saturated CPU.
+    # recipe: `nice` then applies to the whole child, and while the lane it yields to works,
+    # a child busy with a request is held (HeavyProcess.pause, within a bounded share of time).
     child: bool = False
 
 
@@ -363,7 +362,7 @@ class Server:
         if not config.child or self._worker_recipe is None:
             return None
         from inference_server.heavy_process import HeavyProcess
-        child = HeavyProcess(self._worker_recipe)
+        child = HeavyProcess(self._worker_recipe, nice=config.nice)
         child.start()
         self._children.update({op: child for op in config.ops})
         return child

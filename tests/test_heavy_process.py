@@ -167,11 +167,13 @@ def test_pause_holds_the_child_within_its_credit(library):
     request = Request(id="r3", op="similar", args={"motion_id": library["ids"][0], "k": 2})
     assert isinstance(child.run(request), tuple)
     child.pause()
+    assert not _stopped(child.pid, 0.2)  # idle: not worth holding
+    child._working = True  # from here on as while run() waits for an answer
+    child.pause()
     assert _stopped(child.pid)
     child.pause()  # already held: nothing changes, one resume lets it go
     child.resume()
     assert not _stopped(child.pid, 0.2)
-    assert isinstance(child.run(request), tuple)
     # held longer than its credit: the next pause right after is skipped...
     child.pause()
     time.sleep(heavy_process.MAX_PAUSE_CREDIT + 0.2)
@@ -181,6 +183,13 @@ def test_pause_holds_the_child_within_its_credit(library):
     child.resume()
     # ...until it has run PAUSE_RATIO times less than it was held over its credit
     time.sleep(0.3 / heavy_process.PAUSE_RATIO + 0.1)
+    child.pause()
+    assert _stopped(child.pid)
+    child.resume()
+    child._working = False
+    assert isinstance(child.run(request), tuple)  # it answers as before
+    child._working = True
+    time.sleep(0.2)  # credit for one more hold
     child.pause()
     assert _stopped(child.pid)
     child.stop()  # stopping a held child resumes it first; it exits on its closed pipe
