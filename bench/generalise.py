@@ -122,6 +122,10 @@ RUNS: dict[str, dict] = {
     "without_bandai_10ep_bf16_jitter_rich2": {"args": [*NO_BANDAI, *MIX, "--epochs", "10", "--grounding-weight",
                                                        "0.5", "--precision", "bf16", "--posture-jitter", "1"],
                                               "tests": NO_BANDAI_TESTS, "queries": True, "code": "1acdab9"},
+    # ...with half as much again posture jitter
+    "without_bandai_10ep_bf16_jitter1.5": {"args": [*NO_BANDAI, *MIX, "--epochs", "10", "--grounding-weight",
+                                                    "0.5", "--precision", "bf16", "--posture-jitter", "1.5"],
+                                           "tests": NO_BANDAI_TESTS, "queries": True, "code": "1acdab9"},
 }
 
 
