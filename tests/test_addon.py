@@ -95,11 +95,13 @@ def _wait_until_serving(address: str, process, log_path: Path) -> None:
             if process.poll() is not None:
                 pytest.fail(f"t2m serve exited: {log_path.read_text()[-2000:]}")
             try:
-                client.call("info")
-                return
+                # describe answers once the worker process has loaded and embedded its captions
+                if client.call("info")[0]["ready"]["describe"]:
+                    return
+                time.sleep(0.1)
             except ServerUnreachable:
                 continue
-    pytest.fail("t2m serve did not answer within 120 s")
+    pytest.fail("t2m serve did not answer (with describe ready) within 120 s")
 
 
 @pytest.fixture(scope="module")
