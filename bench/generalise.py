@@ -126,6 +126,10 @@ RUNS: dict[str, dict] = {
     "without_bandai_10ep_bf16_jitter1.5": {"args": [*NO_BANDAI, *MIX, "--epochs", "10", "--grounding-weight",
                                                     "0.5", "--precision", "bf16", "--posture-jitter", "1.5"],
                                            "tests": NO_BANDAI_TESTS, "queries": True, "code": "1acdab9"},
+    # jitter 1 for 15 epochs
+    "without_bandai_15ep_bf16_jitter": {"args": [*NO_BANDAI, *MIX, "--epochs", "15", "--grounding-weight", "0.5",
+                                                 "--precision", "bf16", "--posture-jitter", "1"],
+                                        "tests": NO_BANDAI_TESTS, "queries": True, "code": "e97efdb"},
 }
 
 
