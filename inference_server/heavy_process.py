@@ -144,9 +144,6 @@ class HeavyProcess:
                     f"({self._status[_BANK_DONE]} of {self._status[_BANK_TOTAL]} captions)")
         return None
 
-    def ready(self) -> dict[str, bool]:
-        return {"describe": self.not_ready_reason("describe") is None}
-
     def run(self, request: Request):
         """(result, arrays) of the request, or the ProtocolError to answer (never raises)."""
         with self._lock:

@@ -10,9 +10,10 @@ Threads:
   a worker recipe (as `t2m serve` gives) the heavy lane's requests run in a child process
   (heavy_process.py: its own interpreter, one torch thread, nice 10, its own caption bank),
   held (SIGSTOP, for at most 4/5 of the time) while the search lane answers a batch if it is
-  working on a request; without one, in a thread at a higher nice value. Either way the heavy lane waits (briefly) for the
-  search lane to be idle before each request. A full lane answers `busy` (with a
-  retry hint in the message); `describe` before its caption bank is embedded answers `busy` too.
+  working on a request; without one, in a thread at a higher nice value. Either way the heavy
+  lane waits (briefly) for the search lane to be idle before each request. A full lane answers
+  `busy` (with a retry hint in the message); `describe` before its caption bank is embedded
+  answers `busy` too.
 - workers encode their replies and pass them back to the socket loop (a queue plus an inproc
   wake-up socket), which sends them.
 
