@@ -218,28 +218,34 @@ def _outcome(frames: list):
 # ---------------------------------------------------------------- the child's side
 
 def child_main(recipe: EngineRecipe, connection, nice: int, threads: int, status) -> None:
-    """The child process: load the Engine, then answer requests until the pipe closes."""
+    """The child process: load the Engine, then answer requests until the pipe closes.
+
+    The server may stop while the child is still loading (a quick SIGTERM after start), so
+    a pipe closed under any send or receive is a normal end here, not an error."""
     _lower_process_priority(nice)
     import torch
     torch.set_num_threads(threads)
     logging.basicConfig(format="%(asctime)s t2m serve (worker): %(message)s", level=logging.INFO)
+    try:
+        _load_and_serve(recipe, connection, status)
+    except (EOFError, OSError):
+        return
+
+
+def _load_and_serve(recipe: EngineRecipe, connection, status) -> None:
     try:
         engine = recipe.build()
     except Exception as error:
         status[_STATE] = FAILED
         send_frames(connection, [b"failed", f"{type(error).__name__}: {error}".encode()])
         return
-    engine.warm_up()
-    threading.Thread(target=_report_bank, args=(engine, status), daemon=True).start()
-    status[_STATE] = SERVING
-    send_frames(connection, [b"hello"])
     try:
+        engine.warm_up()
+        threading.Thread(target=_report_bank, args=(engine, status), daemon=True).start()
+        status[_STATE] = SERVING
+        send_frames(connection, [b"hello"])
         while True:
-            try:
-                frames = receive_frames(connection)
-            except (EOFError, OSError):
-                return
-            send_frames(connection, answer(engine, frames))
+            send_frames(connection, answer(engine, receive_frames(connection)))
     finally:
         engine.close()
 

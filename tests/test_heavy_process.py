@@ -131,6 +131,18 @@ def test_a_child_dying_mid_request_costs_one_internal_reply(library):
     child.stop()
 
 
+def test_a_child_whose_server_stops_while_it_loads_ends_quietly(library, capfd):
+    """A server stopped right after it started (SIGTERM in the first seconds) closes the pipe
+    before the child has loaded: the child's hello then meets a closed pipe, a normal end."""
+    child = HeavyProcess(library["recipe"], nice=0)
+    child.start()
+    process = child._process
+    child._connection.close()  # what stop() does first, before the child could say hello
+    process.join(120)
+    assert process.exitcode == 0
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_stop_kills_a_child_stuck_on_a_request(library):
     child = HeavyProcess(library["recipe"], nice=0)
     child.start()
