@@ -39,7 +39,10 @@ BANDAI = f"bandai:{SHARED / 'bandai-namco'}"
 BANDAI_1 = f"bandai:{SHARED / 'bandai-namco' / 'dataset-1'}"
 BANDAI_2 = f"bandai:{SHARED / 'bandai-namco' / 'dataset-2-subset'}"
 SYNTHETIC_RICH, SYNTHETIC, DEEPMIMIC = "synthetic:2000:0:rich", "synthetic:1000:0", "deepmimic"
-OLD_DEFAULT = ROOT / "inference_server" / "default" / "permissive"   # the default before the real-data one
+# `old_default`, the synthetic-only model that was the default before the real-data one and
+# `--model permissive` until 2026-12-06, is no longer in the tree: re-evaluating it needs
+# `--checkpoint old_default=DIR` with DIR from `git archive 3a13b4f inference_server/default/permissive`
+OLD_DEFAULT_COMMAND = "the embedded default before this benchmark (synthetic:4000:0 only)"
 
 TESTS = {
     "bandai@test": f"{BANDAI}@test",
@@ -109,6 +112,14 @@ RUNS: dict[str, dict] = {
                                                 "--data", f"{SYNTHETIC}=1.5", *MIX, "--epochs", "18",
                                                 "--grounding-weight", "0.5", "--precision", "bf16"],
                                        "tests": list(TESTS), "queries": True},
+    # the default's recipe with posture jitter 1 (what took the no-Bandai runs from 3.3x to 6.0x
+    # chance on unseen mocap): it replaces the default if its validation score (the trainer's
+    # mean over sources of val R@5) is within 0.5 of the 18-epoch run's 97.7 or above
+    "all_sources_grounded_18ep_bf16_jitter": {"args": [*_data("bandai", "synthetic-rich", "deepmimic"),
+                                                       "--data", f"{SYNTHETIC}=1.5", *MIX, "--epochs", "18",
+                                                       "--grounding-weight", "0.5", "--precision", "bf16",
+                                                       "--posture-jitter", "1"],
+                                              "tests": list(TESTS), "queries": True, "code": "3a13b4f"},
     # without Bandai at the default's budget per sample (10 epochs in bf16), without and with
     # posture jitter (constant per-clip joint-angle offsets: posture_jitter.py); these two on
     # the rich generator as it was before ff4b424 (no gait rotation, one pose per wave/raise)
@@ -126,10 +137,11 @@ RUNS: dict[str, dict] = {
     "without_bandai_10ep_bf16_jitter1.5": {"args": [*NO_BANDAI, *MIX, "--epochs", "10", "--grounding-weight",
                                                     "0.5", "--precision", "bf16", "--posture-jitter", "1.5"],
                                            "tests": NO_BANDAI_TESTS, "queries": True, "code": "1acdab9"},
-    # jitter 1 for 15 epochs
+    # jitter 1 for 15 epochs: chosen on Bandai validation, shipped as `--model permissive` (every
+    # test, so its row says what a commercial user gets; re-evaluated from the packed weights)
     "without_bandai_15ep_bf16_jitter": {"args": [*NO_BANDAI, *MIX, "--epochs", "15", "--grounding-weight", "0.5",
                                                  "--precision", "bf16", "--posture-jitter", "1"],
-                                        "tests": NO_BANDAI_TESTS, "queries": True, "code": "e97efdb"},
+                                        "tests": list(TESTS), "queries": True, "code": "e97efdb"},
 }
 
 
@@ -249,13 +261,16 @@ def main() -> int:
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
     checkpoints = dict(pair.split("=", 1) for pair in args.checkpoint)
     for name in args.runs:
-        if name in checkpoints:
+        if name == "old_default":
+            if name not in checkpoints:
+                parser.error("old_default is no longer in the tree: pass --checkpoint old_default=DIR "
+                             "(see OLD_DEFAULT_COMMAND's comment)")
+            entry = {"command": OLD_DEFAULT_COMMAND,
+                     **evaluate_model(Path(checkpoints[name]), list(TESTS), True, args.device)}
+        elif name in checkpoints:
             entry = {**results["runs"].get(name, {}),
                      **evaluate_model(Path(checkpoints[name]), RUNS[name]["tests"], RUNS[name].get("queries", False),
                                       args.device)}
-        elif name == "old_default":
-            entry = {"command": "the embedded default before this benchmark (synthetic:4000:0 only)",
-                     **evaluate_model(OLD_DEFAULT, list(TESTS), True, args.device)}
         else:
             if not args.train and not (args.work / f"{name}.train.json").is_file():
                 continue
