@@ -9,8 +9,8 @@
 #
 #   scripts/train_default.sh RUN_DIR [SHARED_DATA_DIR]
 #
-# The synthetic-only model shipped as `--model permissive` (inference_server/default/permissive)
-# was made by the previous version of this script: see its MODEL_CARD.md.
+# The model shipped as `--model permissive` (inference_server/default/permissive) is trained
+# without Bandai: see its MODEL_CARD.md.
 set -euo pipefail
 RUN=${1:?run folder}
 DATA=${2:-../shared/data}

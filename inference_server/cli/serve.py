@@ -21,9 +21,9 @@ def register(subparsers) -> None:
                     "INTERFACES.md section 2). With no --index/--model: the embedded default.")
     serve.add_argument("--index", type=Path, metavar="INDEX", help="motion library index (t2m index build)")
     serve.add_argument("--model", metavar="CKPT", help="checkpoint the index was built with (default: the one "
-                       "the index records), or an embedded "
-                       "model by name: default (non-commercial, trained on real mocap) or permissive "
-                       "(synthetic data only), each with its own library when --index is not given")
+                       "the index records), or an embedded model by name: default (non-commercial, trained "
+                       "on real mocap) or permissive (no non-commercial data: synthetic + DeepMimic), each "
+                       "with its own library when --index is not given")
     serve.add_argument("--bind", default=DEFAULT_ADDRESS, metavar="ADDR",
                        help=f"ZeroMQ endpoint to bind (default {DEFAULT_ADDRESS})")
     serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

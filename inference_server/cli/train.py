@@ -13,7 +13,7 @@ from inference_server.model.presets import POOLINGS, PRESETS
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")  # inference_server.device.autocast_enabled reads them
 MODEL_HELP = ("checkpoint folder, or an embedded model: default (the default; non-commercial, trained on "
-              "real mocap) or permissive (synthetic data only)")
+              "real mocap) or permissive (no non-commercial data: synthetic + DeepMimic)")
 
 
 def register(subparsers) -> None:
