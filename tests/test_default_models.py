@@ -26,6 +26,16 @@ def test_both_embedded_models_ship_with_a_licence_line():
     assert "commercial use allowed" in default.licence(default.EMBEDDED["permissive"])
 
 
+def test_the_permissive_model_was_trained_on_no_non_commercial_source():
+    """Its card promises commercial use: no Bandai-Namco (CC BY-NC 4.0) spec in what it
+    trained on, as its config records it; the default's record does hold one."""
+    def trained_on(name):
+        config = json.loads((default.EMBEDDED[name] / "config.json").read_text())
+        return config["training"]["options"]["data"]
+    assert trained_on("permissive") and not any(spec.startswith("bandai") for spec in trained_on("permissive"))
+    assert any(spec.startswith("bandai") for spec in trained_on("default"))
+
+
 def test_model_and_index_options_resolve_or_say_what_is_missing(tmp_path):
     index = tmp_path / "index"
     permissive = default.EMBEDDED["permissive"]
