@@ -228,7 +228,7 @@ def child_main(recipe: EngineRecipe, connection, nice: int, threads: int, status
     logging.basicConfig(format="%(asctime)s t2m serve (worker): %(message)s", level=logging.INFO)
     try:
         _load_and_serve(recipe, connection, status)
-    except (EOFError, OSError):
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # the server's end is closed
         return
 
 

@@ -374,7 +374,8 @@ def _vary_arm_pose(tracks: np.ndarray, weights: np.ndarray, name: str, rng: np.r
         if weights[columns.start] <= 0:
             continue
         target = tracks[:, columns.start:columns.start + 3]
-        target[:, 0] = target[:, 0].mean() + sway_factor * (target[:, 0] - target[:, 0].mean())
+        centre = target[:, 0].mean()
+        target[:, 0] = centre + sway_factor * (target[:, 0] - centre)
         target += offset * np.array([SIGN[side], 1.0, 1.0])
         target *= factor
 
